@@ -1,0 +1,207 @@
+"""The in-process ``memory`` bus: asyncio, no encoding, handlers called inline.
+
+``publish`` awaits each subscribed group's handler in subscription order before it
+returns, so a slow handler slows its publisher (natural backpressure) and a replay is
+deterministic. Sync handlers are called directly, without a coroutine, which is what
+makes this backend fast (see ``benchmarks/``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from corec.core import channels
+from corec.core.bus.base import Bus, BusStats, Handler, Responder, Subscription
+from corec.core.clock import Clock, SystemClock
+from corec.core.codec import event_to_json
+from corec.core.errors import BusError, NoResponder, RequestFailed, RequestTimeout
+from corec.core.events import Event, Payload, make_event
+from corec.core.notices import Alert, DeadLetter
+
+log = structlog.get_logger("corec.bus")
+
+# (group, callable, is_coroutine_function)
+_Target = tuple[str, Callable[[Event], Any], bool]
+
+
+class _MemorySubscription(Subscription):
+    def __init__(self, bus: MemoryBus, channel: str, group: str, handler: Handler) -> None:
+        self.channel = channel
+        self.group = group
+        self.handler = handler
+        self.is_async = inspect.iscoroutinefunction(handler)
+        self._bus = bus
+        self.active = True
+
+    def cancel(self) -> None:
+        if self.active:
+            self.active = False
+            self._bus._remove(self)
+
+
+class _RoundRobin:
+    """Dispatch to one handler of a group at a time, in turn."""
+
+    def __init__(self, subs: list[_MemorySubscription]) -> None:
+        self._subs = subs
+        self._next = 0
+
+    async def __call__(self, event: Event) -> None:
+        sub = self._subs[self._next % len(self._subs)]
+        self._next += 1
+        if sub.is_async:
+            await sub.handler(event)  # type: ignore[misc]
+        else:
+            sub.handler(event)
+
+
+class MemoryBus(Bus):
+    """In-process bus.
+
+    Args:
+        clock: stamps the dead-letter and alert events the bus makes itself.
+        instance_id: node instance, used in ``source`` (``bus@instance``).
+        dead_letter_history: how many recent dead letters :attr:`recent_dead_letters`
+            keeps for inspection.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        instance_id: str = "local",
+        dead_letter_history: int = 100,
+    ) -> None:
+        self.stats = BusStats()
+        self.recent_dead_letters: deque[DeadLetter] = deque(maxlen=dead_letter_history)
+        self._clock = clock or SystemClock()
+        self._source = f"bus@{instance_id}"
+        self._subs: dict[str, dict[str, list[_MemorySubscription]]] = {}
+        self._targets: dict[str, tuple[_Target, ...]] = {}
+        self._responders: dict[str, Responder] = {}
+        self._closed = False
+
+    # -- publish / subscribe -------------------------------------------------------
+    async def publish(self, event: Event) -> None:
+        if self._closed:
+            raise BusError(f"bus is closed; cannot publish {event.type} on {event.channel}")
+        channel = event.channel
+        published = self.stats.published
+        published[channel] = published.get(channel, 0) + 1
+        targets = self._targets.get(channel)
+        if not targets:
+            return
+        ok = 0
+        for group, handler, is_async in targets:
+            try:
+                if is_async:
+                    await handler(event)
+                else:
+                    handler(event)
+                ok += 1
+            except Exception as exc:  # a handler's failure must not stop the others
+                await self._dead_letter(event, group, exc)
+        delivered = self.stats.delivered
+        delivered[channel] = delivered.get(channel, 0) + ok
+
+    def subscribe(self, channel: str, handler: Handler, *, group: str) -> Subscription:
+        if not group:
+            raise ValueError("group must not be empty")
+        sub = _MemorySubscription(self, channel, group, handler)
+        self._subs.setdefault(channel, {}).setdefault(group, []).append(sub)
+        self._rebuild(channel)
+        return sub
+
+    def _remove(self, sub: _MemorySubscription) -> None:
+        groups = self._subs.get(sub.channel, {})
+        members = groups.get(sub.group, [])
+        if sub in members:
+            members.remove(sub)
+        if not members:
+            groups.pop(sub.group, None)
+        self._rebuild(sub.channel)
+
+    def _rebuild(self, channel: str) -> None:
+        targets: list[_Target] = []
+        for group, subs in self._subs.get(channel, {}).items():
+            if len(subs) == 1:
+                targets.append((group, subs[0].handler, subs[0].is_async))
+            else:
+                targets.append((group, _RoundRobin(list(subs)), True))
+        self._targets[channel] = tuple(targets)
+
+    async def _dead_letter(self, event: Event, group: str, exc: Exception) -> None:
+        counts = self.stats.dead_letters
+        counts[event.channel] = counts.get(event.channel, 0) + 1
+        error = f"{type(exc).__name__}: {exc}"
+        log.error(
+            "handler_failed",
+            channel=event.channel,
+            event_type=event.type,
+            event_id=event.id,
+            handler=group,
+            error=error,
+        )
+        letter = DeadLetter(
+            channel=event.channel,
+            event_type=event.type,
+            event_id=event.id,
+            handler=group,
+            error_type=type(exc).__name__,
+            error=str(exc),
+            event_json=event_to_json(event),
+        )
+        self.recent_dead_letters.append(letter)
+        if event.channel == channels.DEAD_LETTER or self._closed:
+            return  # never dead-letter a dead letter
+        await self.publish(
+            make_event(channels.DEAD_LETTER, letter, source=self._source, clock=self._clock)
+        )
+        if event.channel != channels.ALERTS:
+            alert = Alert(
+                name="dead_letter",
+                severity="high",
+                message=f"{group} could not process {event.type} on {event.channel}: {error}",
+                labels={"channel": event.channel, "handler": group},
+            )
+            await self.publish(
+                make_event(channels.ALERTS, alert, source=self._source, clock=self._clock)
+            )
+
+    # -- request / reply -----------------------------------------------------------
+    def serve(self, endpoint: str, responder: Responder) -> None:
+        if endpoint in self._responders:
+            raise BusError(f"endpoint {endpoint!r} is served already")
+        self._responders[endpoint] = responder
+
+    def unserve(self, endpoint: str) -> None:
+        self._responders.pop(endpoint, None)
+
+    async def request(self, endpoint: str, payload: Payload, *, timeout_s: float) -> Payload:
+        responder = self._responders.get(endpoint)
+        if responder is None:
+            raise NoResponder(f"no responder serves {endpoint!r}")
+        counts = self.stats.requests
+        counts[endpoint] = counts.get(endpoint, 0) + 1
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await responder(payload)
+        except TimeoutError as exc:
+            self._count_request_error(endpoint)
+            raise RequestTimeout(f"{endpoint} did not answer within {timeout_s} s") from exc
+        except Exception as exc:
+            self._count_request_error(endpoint)
+            raise RequestFailed(f"{endpoint} failed: {type(exc).__name__}: {exc}") from exc
+
+    def _count_request_error(self, endpoint: str) -> None:
+        errors = self.stats.request_errors
+        errors[endpoint] = errors.get(endpoint, 0) + 1
+
+    async def close(self) -> None:
+        self._closed = True

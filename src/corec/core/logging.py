@@ -1,0 +1,112 @@
+"""Structured logs (structlog): JSON lines to a file, readable lines to stderr.
+
+Every record carries ``timestamp`` (UTC ISO-8601), ``level``, ``logger`` and ``event``
+plus the fields bound by the caller. Values under keys that look like secrets
+(``password``, ``secret``, ``token``, ``api_key``, ``passphrase``, ``webhook``) are
+replaced by ``***`` before any output.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+_SECRET_MARKERS = ("password", "secret", "token", "api_key", "apikey", "passphrase", "webhook")
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: mask values whose key names a secret."""
+    for key in list(event_dict):
+        lowered = key.lower()
+        if any(marker in lowered for marker in _SECRET_MARKERS):
+            event_dict[key] = "***"
+    return event_dict
+
+
+_SHARED: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    redact_secrets,
+]
+
+
+def configure_logging(
+    *,
+    level: str = "INFO",
+    console_level: str = "WARNING",
+    file: Path | None = None,
+) -> None:
+    """Route structlog through the standard library to stderr and, if given, ``file``.
+
+    Args:
+        level: lowest level written to ``file``.
+        console_level: lowest level written to stderr.
+        file: JSON-lines log file (its folder is created); ``None`` for no file.
+    """
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_SHARED,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_corec", False):
+            root.removeHandler(handler)
+            handler.close()
+
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(console_level)
+    console.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.dev.ConsoleRenderer(colors=False),
+            ],
+            foreign_pre_chain=_SHARED,
+        )
+    )
+    console._corec = True  # type: ignore[attr-defined]
+    root.addHandler(console)
+    lowest = logging.getLevelName(console_level)
+
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(file, encoding="utf-8")
+        to_file.setLevel(level)
+        to_file.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                processors=[
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info,
+                    structlog.processors.JSONRenderer(),
+                ],
+                foreign_pre_chain=_SHARED,
+            )
+        )
+        to_file._corec = True  # type: ignore[attr-defined]
+        root.addHandler(to_file)
+        lowest = min(lowest, logging.getLevelName(level))
+    root.setLevel(lowest)
+    # third-party chatter stays at WARNING
+    for noisy in ("aiosqlite", "asyncio", "alembic", "sqlalchemy", "ccxt"):
+        logging.getLogger(noisy).setLevel(max(lowest, logging.WARNING))
+
+
+def close_logging() -> None:
+    """Flush and remove the handlers :func:`configure_logging` added."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_corec", False):
+            root.removeHandler(handler)
+            handler.close()

@@ -1,0 +1,200 @@
+"""The plugin contract: a class, its config model, its tables, its channels.
+
+A plugin is a package ``corec/plugins/<name>/`` (or any installed package) whose
+class is registered in the entry-point group ``corec.plugins``::
+
+    [project.entry-points."corec.plugins"]
+    my_plugin = "my_package.plugin:MyPlugin"
+
+The class declares, as class attributes:
+
+- ``name``: unique, snake_case; also its config section and default database name.
+- ``Config``: a :class:`PluginConfig` subclass (frozen, unknown fields rejected).
+- ``consumes`` / ``publishes``: channels (:mod:`corec.core.channels`).
+- ``serves`` / ``requests``: request endpoints it answers / calls. A plugin that
+  requests an endpoint starts after the plugin serving it.
+- ``migrations``: its Alembic script folder, or ``None`` when it has no tables.
+- ``status_key``: the key of its section in ``corec status --json``.
+
+and implements ``start(ctx)``, ``stop()``, ``health()`` and, to report on its tables
+while no node runs, ``read_status(store, config)``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import structlog
+from pydantic import Field
+
+from corec.core import channels
+from corec.core.bus import Bus, Handler, Responder, Subscription
+from corec.core.clock import Clock
+from corec.core.config import CorecConfig, FrozenModel
+from corec.core.events import Payload, make_event
+from corec.core.notices import Alert, Severity
+from corec.core.store import Store
+
+if TYPE_CHECKING:
+    from corec.core.nucleus import Node
+
+
+class PluginConfig(FrozenModel):
+    """Base of every plugin's config model.
+
+    Fields:
+        database_url: this plugin's database; default ``sqlite+aiosqlite:///<data_dir>/<name>.db``.
+            Put credentials in the environment (``COREC__<PLUGIN>__DATABASE_URL``), not in git.
+    """
+
+    database_url: str | None = Field(default=None, min_length=1)
+
+
+HealthStatus = Literal["ok", "degraded", "failed", "stopped"]
+
+
+@dataclass
+class PluginHealth:
+    """A plugin's health: ``status`` and free-form ``details`` (JSON-friendly)."""
+
+    status: HealthStatus = "ok"
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class PluginContext:
+    """What the nucleus gives a plugin in ``start``: bus, store, clock, log, helpers.
+
+    Publishing, subscribing and serving go through the context so the source and
+    consumer group are always the plugin's own.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        node: Node,
+        bus: Bus,
+        store: Store | None,
+        clock: Clock,
+        config: CorecConfig,
+    ) -> None:
+        self.name = name
+        self.bus = bus
+        self.store = store
+        self.clock = clock
+        self.config = config
+        self.source = f"{name}@{config.node.instance_id}"
+        self.log = structlog.get_logger(f"corec.{name}")
+        self._node = node
+        self._subscriptions: list[Subscription] = []
+        self._endpoints: list[str] = []
+
+    @property
+    def request_timeout_s(self) -> float:
+        """The node's default request timeout in seconds."""
+        return self.config.bus.request_timeout_s
+
+    async def publish(self, channel: str, payload: Payload, *, key: str | None = None) -> None:
+        """Publish ``payload`` on ``channel`` in a new envelope from this plugin."""
+        await self.bus.publish(
+            make_event(channel, payload, source=self.source, clock=self.clock, key=key)
+        )
+
+    def subscribe(self, channel: str, handler: Handler) -> Subscription:
+        """Receive ``channel``'s events in consumer group ``<plugin name>``."""
+        sub = self.bus.subscribe(channel, handler, group=self.name)
+        self._subscriptions.append(sub)
+        return sub
+
+    def serve(self, endpoint: str, responder: Responder) -> None:
+        """Answer requests to ``endpoint``."""
+        self.bus.serve(endpoint, responder)
+        self._endpoints.append(endpoint)
+
+    async def request(
+        self, endpoint: str, payload: Payload, *, timeout_s: float | None = None
+    ) -> Payload:
+        """The reply of ``endpoint`` (see :meth:`corec.core.bus.Bus.request`)."""
+        return await self.bus.request(
+            endpoint, payload, timeout_s=timeout_s or self.request_timeout_s
+        )
+
+    async def alert(
+        self,
+        name: str,
+        message: str,
+        *,
+        severity: Severity = "medium",
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        """Raise an alert on the ``alerts`` channel (``source`` label = this plugin)."""
+        alert = Alert(
+            name=name,
+            message=message,
+            severity=severity,
+            labels={"plugin": self.name, **(labels or {})},
+        )
+        await self.publish(channels.ALERTS, alert)
+
+    def spawn(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        """Run ``factory()`` as a supervised task once the node runs.
+
+        A task that raises is restarted with exponential backoff; one that keeps
+        failing is given up on with a critical alert. A task that returns is done.
+        """
+        self._node.spawn(self.name, name, factory)
+
+    def request_shutdown(self, reason: str) -> None:
+        """Ask the node to stop gracefully (e.g. the replayed recording has ended)."""
+        self._node.request_shutdown(reason)
+
+    def detach(self) -> None:
+        """Cancel this plugin's subscriptions and endpoints (the nucleus calls it on stop)."""
+        for sub in self._subscriptions:
+            sub.cancel()
+        for endpoint in self._endpoints:
+            self.bus.unserve(endpoint)
+        self._subscriptions.clear()
+        self._endpoints.clear()
+
+
+class Plugin(ABC):
+    """Base class of plugins; see the module docstring for the class attributes."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
+    consumes: ClassVar[tuple[str, ...]] = ()
+    publishes: ClassVar[tuple[str, ...]] = ()
+    serves: ClassVar[tuple[str, ...]] = ()
+    requests: ClassVar[tuple[str, ...]] = ()
+    migrations: ClassVar[Path | None] = None
+    status_key: ClassVar[str | None] = None
+
+    def __init__(self, config: PluginConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    async def start(self, ctx: PluginContext) -> None:
+        """Subscribe, serve, load state, spawn tasks. Must return promptly."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Flush and release resources; subscriptions are cancelled by the nucleus."""
+
+    def health(self) -> PluginHealth:
+        """Current health; override to add details."""
+        return PluginHealth()
+
+    @classmethod
+    def replays_data(cls, config: PluginConfig) -> bool:
+        """True when, with ``config``, this plugin feeds recorded data whose timestamps
+        should drive the node clock (``node.clock: auto``)."""
+        return False
+
+    @classmethod
+    async def read_status(cls, store: Store | None, config: PluginConfig) -> dict[str, Any]:
+        """This plugin's part of ``corec status``, read from its tables (no node needed)."""
+        return {}
