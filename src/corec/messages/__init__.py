@@ -1,0 +1,27 @@
+"""Typed payloads per channel: the only contract between plugins.
+
+One module per channel (``corec.messages.<channel>``). Importing this package
+registers every payload type with the codec.
+"""
+
+from corec.messages import (
+    alert_data,
+    alerts,
+    capital_data,
+    dead_letter,
+    exchange_data,
+    market_data,
+    system,
+    trading_results,
+)
+
+__all__ = [
+    "alert_data",
+    "alerts",
+    "capital_data",
+    "dead_letter",
+    "exchange_data",
+    "market_data",
+    "system",
+    "trading_results",
+]

@@ -1,0 +1,174 @@
+"""``capital_data`` and the ``capital_pool.allocate`` endpoint.
+
+Published by capital_pool: pool state after every ledger change, contributions,
+withdrawals, allocations granted and released, phase changes. Money in USD; units and
+NAV per unit to 8 decimals (see :mod:`corec.core.money`). Ratios are fractions
+(``0.6`` = 60 %); percents are named ``*_pct``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import ClassVar, Final, Literal
+
+from corec.core.events import Payload
+from corec.messages._checks import (
+    require_finite,
+    require_non_negative,
+    require_positive,
+    require_text,
+)
+from corec.messages.exchange_data import Market
+from corec.messages.trading_results import PositionSide
+
+ALLOCATE: Final = "capital_pool.allocate"
+"""Request endpoint: :class:`AllocationRequest` → :class:`AllocationGranted` | :class:`AllocationRefused`."""
+
+
+class AllocationRequest(Payload, frozen=True, kw_only=True):
+    """A strategy asks for capital for one trade.
+
+    Fields:
+        strategy, exchange, market, symbol, side: the intended trade.
+        stop_loss_pct: distance of the stop from entry in percent (2 = 2 %); the grant
+            is sized so that hitting the stop loses ``NAV × risk_per_trade``.
+    """
+
+    TYPE: ClassVar[str] = "allocation_request"
+    strategy: str
+    exchange: str
+    market: Market
+    symbol: str
+    side: PositionSide
+    stop_loss_pct: Decimal
+
+    def __post_init__(self) -> None:
+        require_text("strategy", self.strategy)
+        require_positive("stop_loss_pct", self.stop_loss_pct)
+        if self.stop_loss_pct >= 100:
+            raise ValueError(f"stop_loss_pct must be below 100, got {self.stop_loss_pct}")
+
+
+class AllocationGranted(Payload, frozen=True, kw_only=True):
+    """Capital set aside for one trade (reply to ``capital_pool.allocate``, and an event).
+
+    Fields:
+        allocation_id: quote it in the trade's results.
+        amount_usd: capital granted; it must cover the entry notional and fee.
+        nav_usd, risk_per_trade: the figures it was sized from.
+        reduced: true when the 60 % active cap (or free cash) cut the sized amount.
+    """
+
+    TYPE: ClassVar[str] = "allocation_granted"
+    allocation_id: str
+    strategy: str
+    exchange: str
+    market: Market
+    symbol: str
+    side: PositionSide
+    amount_usd: Decimal
+    nav_usd: Decimal
+    risk_per_trade: Decimal
+    reduced: bool
+
+    def __post_init__(self) -> None:
+        require_positive("amount_usd", self.amount_usd)
+
+
+RefusalCode = Literal["no_phase", "active_cap", "no_free_cash", "too_small", "insolvent"]
+
+
+class AllocationRefused(Payload, frozen=True, kw_only=True):
+    """Reply to ``capital_pool.allocate`` when nothing can be granted.
+
+    Fields:
+        code: machine-readable reason; ``reason``: the sentence for people.
+    """
+
+    TYPE: ClassVar[str] = "allocation_refused"
+    code: RefusalCode
+    reason: str
+
+
+class AllocationReleased(Payload, frozen=True, kw_only=True):
+    """An allocation came back to the pool with its trade's result.
+
+    Fields:
+        returned_usd: ``amount_usd + realized_pnl_usd`` (what flowed back to cash).
+    """
+
+    TYPE: ClassVar[str] = "allocation_released"
+    allocation_id: str
+    trade_id: str
+    amount_usd: Decimal
+    realized_pnl_usd: Decimal
+    returned_usd: Decimal
+
+
+class ContributionRecorded(Payload, frozen=True, kw_only=True):
+    """Money in: ``units`` issued to ``member`` at ``nav_per_unit`` (rounded down)."""
+
+    TYPE: ClassVar[str] = "contribution_recorded"
+    contribution_id: str
+    member: str
+    amount_usd: Decimal
+    units: Decimal
+    nav_per_unit: Decimal
+
+    def __post_init__(self) -> None:
+        require_positive("amount_usd", self.amount_usd)
+        require_non_negative("units", self.units)
+
+
+class WithdrawalRecorded(Payload, frozen=True, kw_only=True):
+    """Money out: ``units`` burned from ``member`` at ``nav_per_unit`` (rounded up)."""
+
+    TYPE: ClassVar[str] = "withdrawal_recorded"
+    withdrawal_id: str
+    member: str
+    amount_usd: Decimal
+    units: Decimal
+    nav_per_unit: Decimal
+
+    def __post_init__(self) -> None:
+        require_positive("amount_usd", self.amount_usd)
+        require_positive("units", self.units)
+
+
+class PoolState(Payload, frozen=True, kw_only=True):
+    """The pool after a ledger change.
+
+    Fields:
+        nav_usd: ``cash_usd + allocated_usd + unrealized_pnl_usd``.
+        nav_per_unit: ``nav_usd / units`` (1 before the first contribution).
+        units: units outstanding.
+        cash_usd: free cash (not allocated to trades).
+        allocated_usd: capital out in trades.
+        unrealized_pnl_usd: open positions marked at the latest ``market_data``.
+        phase: the capital band's name; ``risk_per_trade``: its risk as a fraction.
+        active_ratio: ``allocated_usd / nav_usd``.
+    """
+
+    TYPE: ClassVar[str] = "pool_state"
+    nav_usd: Decimal
+    nav_per_unit: Decimal
+    units: Decimal
+    cash_usd: Decimal
+    allocated_usd: Decimal
+    unrealized_pnl_usd: Decimal
+    phase: str
+    risk_per_trade: Decimal
+    active_ratio: Decimal
+
+    def __post_init__(self) -> None:
+        require_finite("nav_usd", self.nav_usd)
+
+
+class PhaseChanged(Payload, frozen=True, kw_only=True):
+    """The pool moved to another capital band (and risk per trade)."""
+
+    TYPE: ClassVar[str] = "phase_changed"
+    previous: str
+    current: str
+    nav_usd: Decimal
+    risk_per_trade: Decimal
