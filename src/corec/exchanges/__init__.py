@@ -1,0 +1,1 @@
+"""Market data sources and brokers: CCXT adapters, the recording replay, the paper broker."""
