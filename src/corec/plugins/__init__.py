@@ -1,0 +1,1 @@
+"""CoreC's own plugins, one package each; they never import each other."""

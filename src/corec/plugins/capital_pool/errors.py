@@ -1,0 +1,30 @@
+"""Refusals of pool commands. All are :class:`~corec.core.errors.InvalidInput`: nothing
+was written, and the message says what was wrong."""
+
+from __future__ import annotations
+
+from corec.core.errors import InvalidInput
+
+
+class UnknownMember(InvalidInput):
+    """The member is not registered in the pool."""
+
+
+class BelowMinimum(InvalidInput):
+    """A contribution is below ``min_contribution_usd``."""
+
+
+class InvalidAmount(InvalidInput):
+    """An amount is not a positive number of whole cents."""
+
+
+class InsufficientEquity(InvalidInput):
+    """A withdrawal asks for more than the member's equity."""
+
+
+class InsufficientFreeCash(InvalidInput):
+    """A withdrawal asks for more than the pool's free (unallocated) cash."""
+
+
+class Insolvent(InvalidInput):
+    """NAV is not positive while units are outstanding; no units can be priced."""

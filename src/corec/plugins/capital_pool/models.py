@@ -1,0 +1,127 @@
+"""capital_pool's tables (SQLAlchemy Core). The journal is append-only."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+from corec.core.store import DecimalColumn
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("created_ts_ns", BigInteger, nullable=False),
+)
+
+journal_entries = Table(
+    "journal_entries",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("ts_ns", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("ref", String(128), nullable=False),
+    Column("memo", String(256), nullable=False),
+    UniqueConstraint("ref"),
+)
+
+journal_lines = Table(
+    "journal_lines",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entry_seq", Integer, ForeignKey("journal_entries.seq"), nullable=False, index=True),
+    Column("account", String(128), nullable=False),
+    Column("amount_usd", DecimalColumn(), nullable=False),
+    Column("units", DecimalColumn(), nullable=False),
+)
+
+contributions = Table(
+    "contributions",
+    metadata,
+    Column("contribution_id", String(64), primary_key=True),
+    Column("member", String(64), ForeignKey("members.name"), nullable=False),
+    Column("amount_usd", DecimalColumn(), nullable=False),
+    Column("units", DecimalColumn(), nullable=False),
+    Column("nav_per_unit", DecimalColumn(), nullable=False),
+    Column("entry_seq", Integer, ForeignKey("journal_entries.seq"), nullable=False),
+    Column("ts_ns", BigInteger, nullable=False),
+)
+
+withdrawals = Table(
+    "withdrawals",
+    metadata,
+    Column("withdrawal_id", String(64), primary_key=True),
+    Column("member", String(64), ForeignKey("members.name"), nullable=False),
+    Column("amount_usd", DecimalColumn(), nullable=False),
+    Column("units", DecimalColumn(), nullable=False),
+    Column("nav_per_unit", DecimalColumn(), nullable=False),
+    Column("entry_seq", Integer, ForeignKey("journal_entries.seq"), nullable=False),
+    Column("ts_ns", BigInteger, nullable=False),
+)
+
+allocations = Table(
+    "allocations",
+    metadata,
+    Column("allocation_id", String(64), primary_key=True),
+    Column("strategy", String(64), nullable=False),
+    Column("exchange", String(32), nullable=False),
+    Column("market", String(16), nullable=False),
+    Column("symbol", String(64), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("amount_usd", DecimalColumn(), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("granted_seq", Integer, ForeignKey("journal_entries.seq"), nullable=False),
+    Column("granted_ts_ns", BigInteger, nullable=False),
+    Column("trade_id", String(64), nullable=True, unique=True),
+    Column("quantity", DecimalColumn(), nullable=True),
+    Column("entry_price", DecimalColumn(), nullable=True),
+    Column("entry_fee_usd", DecimalColumn(), nullable=True),
+    Column("opened_ts_ns", BigInteger, nullable=True),
+    Column("released_seq", Integer, ForeignKey("journal_entries.seq"), nullable=True),
+    Column("released_ts_ns", BigInteger, nullable=True),
+    Column("realized_pnl_usd", DecimalColumn(), nullable=True),
+)
+
+pool_state = Table(
+    "pool_state",
+    metadata,
+    Column(
+        "seq", Integer, ForeignKey("journal_entries.seq"), primary_key=True, autoincrement=False
+    ),
+    Column("ts_ns", BigInteger, nullable=False),
+    Column("nav_usd", DecimalColumn(), nullable=False),
+    Column("nav_per_unit", DecimalColumn(), nullable=False),
+    Column("units", DecimalColumn(), nullable=False),
+    Column("cash_usd", DecimalColumn(), nullable=False),
+    Column("allocated_usd", DecimalColumn(), nullable=False),
+    Column("unrealized_pnl_usd", DecimalColumn(), nullable=False),
+    Column("phase", String(32), nullable=False),
+    Column("risk_per_trade", DecimalColumn(), nullable=False),
+)
+
+marks = Table(
+    "marks",
+    metadata,
+    Column("exchange", String(32), primary_key=True),
+    Column("market", String(16), primary_key=True),
+    Column("symbol", String(64), primary_key=True),
+    Column("price", DecimalColumn(), nullable=False),
+    Column("ts_ns", BigInteger, nullable=False),
+)

@@ -1,0 +1,126 @@
+"""capital_pool plugin: serves ``capital_pool.allocate``, settles ``trading_results``,
+marks positions from ``market_data``, publishes ``capital_data``."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from corec.core import channels, money
+from corec.core.errors import InvalidEvent
+from corec.core.events import Event, Payload
+from corec.core.plugin import Plugin, PluginContext, PluginHealth
+from corec.core.store import Store
+from corec.messages.capital_data import ALLOCATE, AllocationRequest
+from corec.messages.market_data import MarketSnapshot
+from corec.messages.trading_results import PositionOpened, TradeClosed
+from corec.plugins.capital_pool import repository as repo
+from corec.plugins.capital_pool.config import CapitalPoolConfig
+from corec.plugins.capital_pool.ledger import Ledger, PoolFigures
+from corec.plugins.capital_pool.service import (
+    PoolService,
+    check_result,
+    members_report,
+    rules_from_config,
+)
+
+RATIO_QUANTUM = Decimal("0.0001")
+
+
+def pool_report(figures: PoolFigures, members: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``pool`` section of ``corec status``: NAV to cents, NAV per unit and units to
+    8 decimals, members' equity rounded down to cents."""
+    return {
+        "nav_usd": figures.nav_usd.quantize(money.CENT),
+        "nav_per_unit": figures.nav_per_unit.quantize(money.NAV_PER_UNIT_QUANTUM),
+        "units": figures.units,
+        "cash_usd": figures.cash_usd.quantize(money.CENT),
+        "allocated_usd": figures.allocated_usd.quantize(money.CENT),
+        "unrealized_pnl_usd": figures.unrealized_pnl_usd.quantize(money.CENT),
+        "phase": figures.phase,
+        "risk_per_trade": figures.risk_per_trade,
+        "active_ratio": figures.active_ratio.quantize(RATIO_QUANTUM),
+        "members": members,
+    }
+
+
+class CapitalPoolPlugin(Plugin):
+    """The shared pool: members' units, contributions, withdrawals, allocations."""
+
+    name = "capital_pool"
+    Config = CapitalPoolConfig
+    consumes = (channels.MARKET_DATA, channels.TRADING_RESULTS)
+    publishes = (channels.CAPITAL_DATA, channels.ALERTS)
+    serves = (ALLOCATE,)
+    migrations = Path(__file__).parent / "migrations"
+    status_key = "pool"
+
+    config: CapitalPoolConfig
+
+    async def start(self, ctx: PluginContext) -> None:
+        assert ctx.store is not None
+        self.ctx = ctx
+
+        async def publish(channel: str, payload: Payload, key: str | None) -> None:
+            await ctx.publish(channel, payload, key=key)
+
+        async def alert(name: str, message: str, severity: Any, labels: dict[str, str]) -> None:
+            await ctx.alert(name, message, severity=severity, labels=labels)
+
+        self.service = PoolService(ctx.store, self.config, ctx.clock, publish=publish, alert=alert)
+        await self.service.open()
+        await self.service.register_members()
+        ctx.subscribe(channels.MARKET_DATA, self._on_market)
+        ctx.subscribe(channels.TRADING_RESULTS, self._on_result)
+        ctx.serve(ALLOCATE, self._allocate)
+        ctx.spawn("save_marks", self._save_marks_periodically)
+
+    def _on_market(self, event: Event) -> None:
+        payload = event.payload
+        if type(payload) is MarketSnapshot:
+            self.service.on_market(payload)
+
+    async def _on_result(self, event: Event) -> None:
+        result = check_result(event.payload)
+        if isinstance(result, TradeClosed):
+            await self.service.on_trade_closed(result)
+        elif isinstance(result, PositionOpened):
+            await self.service.on_position_opened(result)
+        else:
+            await self.service.on_allocation_unused(result)
+
+    async def _allocate(self, payload: Payload) -> Payload:
+        if not isinstance(payload, AllocationRequest):
+            raise InvalidEvent(
+                f"{ALLOCATE} expects an AllocationRequest, got {type(payload).__name__}"
+            )
+        return await self.service.allocate(payload)
+
+    async def _save_marks_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.marks_save_interval_s)
+            await self.service.save_marks()
+
+    async def stop(self) -> None:
+        await self.service.save_marks()
+
+    def health(self) -> PluginHealth:
+        figures = self.service.ledger.figures()
+        return PluginHealth(
+            details={
+                "nav_usd": str(figures.nav_usd.quantize(money.CENT)),
+                "nav_per_unit": str(figures.nav_per_unit.quantize(money.NAV_PER_UNIT_QUANTUM)),
+                "phase": figures.phase,
+                "open_allocations": len(self.service.ledger.allocations),
+                "results_applied": self.service.results_applied,
+                "results_ignored": self.service.results_ignored,
+            }
+        )
+
+    @classmethod
+    async def read_status(cls, store: Store | None, config: CapitalPoolConfig) -> dict[str, Any]:  # type: ignore[override]
+        rules = rules_from_config(config)
+        ledger = Ledger(rules=rules) if store is None else await repo.load_ledger(store, rules)
+        return pool_report(ledger.figures(), members_report(ledger))

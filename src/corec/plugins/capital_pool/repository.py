@@ -1,0 +1,180 @@
+"""Reading the ledger from, and appending it to, capital_pool's store.
+
+Writes are one transaction each and optimistic: an entry is inserted with
+``seq = last + 1``; if another writer (a CLI command next to a running node, another
+instance) took that ``seq`` or ``ref`` first, the insert fails and
+:class:`~corec.core.errors.ConcurrencyConflict` tells the caller to reload and retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from corec.core import money
+from corec.core.errors import ConcurrencyConflict
+from corec.core.store import Store
+from corec.plugins.capital_pool import models as m
+from corec.plugins.capital_pool.ledger import (
+    Allocation,
+    JournalEntry,
+    Ledger,
+    PoolFigures,
+    Position,
+    Rules,
+)
+
+Extra = Callable[[AsyncConnection], Awaitable[None]]
+
+
+async def load_ledger(store: Store, rules: Rules) -> Ledger:
+    """Rebuild the in-memory :class:`Ledger` from the journal, open allocations and marks."""
+    ledger = Ledger(rules=rules)
+    async with store.begin() as conn:
+        ledger.members = set((await conn.execute(select(m.members.c.name))).scalars())
+        entries = (
+            await conn.execute(select(m.journal_entries.c.seq, m.journal_entries.c.ref))
+        ).all()
+        ledger.refs = {row.ref for row in entries}
+        ledger.seq = max((row.seq for row in entries), default=0)
+        lines = await conn.execute(
+            select(m.journal_lines.c.account, m.journal_lines.c.amount_usd, m.journal_lines.c.units)
+        )
+        for account, amount, units in lines:
+            ledger.balances[account] = ledger.balances.get(account, Decimal(0)) + amount
+            if units:
+                member = account.removeprefix("equity:member:")
+                ledger.member_units[member] = ledger.member_units.get(member, Decimal(0)) + units
+        open_rows = await conn.execute(
+            select(m.allocations).where(m.allocations.c.status == "open")
+        )
+        for row in open_rows.mappings():
+            position = None
+            if row["trade_id"] is not None:
+                position = Position(
+                    trade_id=row["trade_id"],
+                    side=row["side"],
+                    quantity=row["quantity"],
+                    entry_price=row["entry_price"],
+                    entry_fee_usd=row["entry_fee_usd"],
+                    opened_ts_ns=row["opened_ts_ns"],
+                )
+            ledger.add_allocation(
+                Allocation(
+                    allocation_id=row["allocation_id"],
+                    strategy=row["strategy"],
+                    exchange=row["exchange"],
+                    market=row["market"],
+                    symbol=row["symbol"],
+                    side=row["side"],
+                    amount_usd=row["amount_usd"],
+                    granted_ts_ns=row["granted_ts_ns"],
+                    position=position,
+                )
+            )
+        for row in await conn.execute(select(m.marks)):
+            ledger.mark((row.exchange, row.market, row.symbol), row.price)
+    return ledger
+
+
+def _state_row(entry: JournalEntry, figures: PoolFigures) -> dict[str, object]:
+    return {
+        "seq": entry.seq,
+        "ts_ns": entry.ts_ns,
+        "nav_usd": money.to_stored(figures.nav_usd),
+        "nav_per_unit": money.to_stored(figures.nav_per_unit),
+        "units": figures.units,
+        "cash_usd": figures.cash_usd,
+        "allocated_usd": figures.allocated_usd,
+        "unrealized_pnl_usd": money.to_stored(figures.unrealized_pnl_usd),
+        "phase": figures.phase,
+        "risk_per_trade": figures.risk_per_trade,
+    }
+
+
+async def append_entry(
+    store: Store, entry: JournalEntry, after: PoolFigures, extra: Extra | None = None
+) -> None:
+    """Insert ``entry``, its lines, the pool state after it and ``extra`` rows, atomically.
+
+    Raises:
+        ConcurrencyConflict: ``entry.seq`` or ``entry.ref`` exists already.
+    """
+    try:
+        async with store.begin() as conn:
+            await conn.execute(
+                insert(m.journal_entries).values(
+                    seq=entry.seq,
+                    ts_ns=entry.ts_ns,
+                    kind=entry.kind,
+                    ref=entry.ref,
+                    memo=entry.memo[:256],
+                )
+            )
+            await conn.execute(
+                insert(m.journal_lines),
+                [
+                    {
+                        "entry_seq": entry.seq,
+                        "account": ln.account,
+                        "amount_usd": ln.amount_usd,
+                        "units": ln.units,
+                    }
+                    for ln in entry.lines
+                ],
+            )
+            await conn.execute(insert(m.pool_state).values(**_state_row(entry, after)))
+            if extra is not None:
+                await extra(conn)
+    except IntegrityError as exc:
+        raise ConcurrencyConflict(
+            f"journal entry {entry.seq} ({entry.ref}) was written by another writer"
+        ) from exc
+
+
+async def add_member(store: Store, name: str, ts_ns: int) -> bool:
+    """Register ``name``; returns False when it exists already."""
+    async with store.begin() as conn:
+        exists = (
+            await conn.execute(select(m.members.c.name).where(m.members.c.name == name))
+        ).first()
+        if exists:
+            return False
+        await conn.execute(insert(m.members).values(name=name, created_ts_ns=ts_ns))
+        return True
+
+
+async def record_position(store: Store, allocation: Allocation) -> None:
+    """Store the fill of an open allocation (quantity, entry price, fee)."""
+    pos = allocation.position
+    assert pos is not None
+    async with store.begin() as conn:
+        await conn.execute(
+            update(m.allocations)
+            .where(m.allocations.c.allocation_id == allocation.allocation_id)
+            .values(
+                trade_id=pos.trade_id,
+                quantity=pos.quantity,
+                entry_price=pos.entry_price,
+                entry_fee_usd=pos.entry_fee_usd,
+                opened_ts_ns=pos.opened_ts_ns,
+            )
+        )
+
+
+async def save_marks(store: Store, marks: dict[tuple[str, str, str], Decimal], ts_ns: int) -> None:
+    """Replace the stored marks with ``marks`` (for NAV while no node runs)."""
+    async with store.begin() as conn:
+        await conn.execute(m.marks.delete())
+        if marks:
+            await conn.execute(
+                insert(m.marks),
+                [
+                    {"exchange": e, "market": mk, "symbol": s, "price": price, "ts_ns": ts_ns}
+                    for (e, mk, s), price in marks.items()
+                ],
+            )

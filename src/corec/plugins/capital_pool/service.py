@@ -1,0 +1,562 @@
+"""The pool's commands: contribute, withdraw, allocate, settle; state in memory,
+truth in the store.
+
+:class:`PoolService` keeps a :class:`~corec.plugins.capital_pool.ledger.Ledger` in
+memory for speed and writes every change through to the store in one transaction.
+If a write fails (another writer appended first, or the database refused), the
+ledger is reloaded from the store and the command is validated and tried again, so
+memory never drifts from the journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from corec.core import channels, money
+from corec.core.clock import Clock
+from corec.core.errors import ConcurrencyConflict, InvalidEvent
+from corec.core.events import Payload
+from corec.core.ids import new_id
+from corec.core.store import Store
+from corec.messages.capital_data import (
+    AllocationGranted,
+    AllocationRefused,
+    AllocationReleased,
+    AllocationRequest,
+    ContributionRecorded,
+    PhaseChanged,
+    PoolState,
+    WithdrawalRecorded,
+)
+from corec.messages.market_data import MarketSnapshot
+from corec.messages.trading_results import AllocationUnused, PositionOpened, TradeClosed
+from corec.plugins.capital_pool import models as m
+from corec.plugins.capital_pool import repository as repo
+from corec.plugins.capital_pool.config import CapitalPoolConfig
+from corec.plugins.capital_pool.ledger import (
+    Allocation,
+    JournalEntry,
+    Ledger,
+    Phase,
+    PoolFigures,
+    Rules,
+)
+
+log = structlog.get_logger("corec.capital_pool")
+
+Publish = Callable[[str, Payload, str | None], Awaitable[None]]
+Alert = Callable[[str, str, str, dict[str, str]], Awaitable[None]]
+WRITE_ATTEMPTS = 3
+
+
+async def _no_publish(_channel: str, _payload: Payload, _key: str | None) -> None:
+    return None
+
+
+async def _no_alert(_name: str, _message: str, _severity: str, _labels: dict[str, str]) -> None:
+    return None
+
+
+def rules_from_config(config: CapitalPoolConfig) -> Rules:
+    """The ledger's :class:`Rules` from the plugin's configuration."""
+    return Rules(
+        min_contribution_usd=config.min_contribution_usd,
+        max_active_ratio=config.max_active_ratio,
+        min_allocation_usd=config.min_allocation_usd,
+        phases=tuple(Phase(p.name, p.min_nav_usd, p.risk_per_trade) for p in config.phases),
+    )
+
+
+def pool_state_payload(figures: PoolFigures) -> PoolState:
+    """``capital_data`` payload of pool figures (NAV per unit and ratios to 8 decimals)."""
+    return PoolState(
+        nav_usd=money.to_stored(figures.nav_usd),
+        nav_per_unit=figures.nav_per_unit.quantize(money.NAV_PER_UNIT_QUANTUM),
+        units=figures.units,
+        cash_usd=figures.cash_usd,
+        allocated_usd=figures.allocated_usd,
+        unrealized_pnl_usd=money.to_stored(figures.unrealized_pnl_usd),
+        phase=figures.phase,
+        risk_per_trade=figures.risk_per_trade,
+        active_ratio=figures.active_ratio.quantize(money.NAV_PER_UNIT_QUANTUM),
+    )
+
+
+class PoolService:
+    """The pool's commands over a store.
+
+    Args:
+        store: capital_pool's store (migrated).
+        config: the plugin configuration (rules, members).
+        clock: timestamps entries.
+        publish: ``publish(channel, payload, key)`` for ``capital_data`` events; a no-op
+            when used from the CLI without a node.
+        alert: ``alert(name, message, severity, labels)``; a no-op likewise.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: CapitalPoolConfig,
+        clock: Clock,
+        *,
+        publish: Publish | None = None,
+        alert: Alert | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.rules = rules_from_config(config)
+        self.clock = clock
+        self._publish = publish or _no_publish
+        self._alert = alert or _no_alert
+        self.ledger = Ledger(rules=self.rules)
+        self.results_applied = 0
+        self.results_ignored = 0
+
+    async def open(self) -> None:
+        """Load the ledger from the store."""
+        self.ledger = await repo.load_ledger(self.store, self.rules)
+
+    async def reload(self) -> None:
+        """Reload the ledger, keeping the in-memory marks (they are newer than stored ones)."""
+        marks = dict(self.ledger.marks)
+        self.ledger = await repo.load_ledger(self.store, self.rules)
+        self.ledger.marks.update(marks)
+
+    # -- members ---------------------------------------------------------------------
+    async def register_members(self) -> None:
+        """Register the configured members and record their opening contributions once."""
+        for member in self.config.members:
+            if await repo.add_member(self.store, member.name, self.clock.now_ns()):
+                self.ledger.members.add(member.name)
+                log.info("member_registered", member=member.name)
+        for member in self.config.members:
+            if member.opening_contribution_usd is not None:
+                await self.contribute(
+                    member.name, member.opening_contribution_usd, f"opening-{member.name}"
+                )
+
+    async def add_member(self, name: str) -> bool:
+        """Register ``name`` (False if it exists)."""
+        added = await repo.add_member(self.store, name, self.clock.now_ns())
+        self.ledger.members.add(name)
+        return added
+
+    # -- the write path ----------------------------------------------------------------
+    async def _write(
+        self,
+        build: Callable[[Ledger], JournalEntry | None],
+        extra: Callable[[JournalEntry], Callable[[AsyncConnection], Awaitable[None]] | None],
+        on_applied: Callable[[JournalEntry], None] | None = None,
+    ) -> tuple[JournalEntry | None, PoolFigures, PoolFigures]:
+        """Validate with ``build``, apply, store atomically; reload and retry on conflict."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            before = self.ledger.figures()
+            entry = build(self.ledger)  # raises InvalidInput: nothing written
+            if entry is None:
+                return None, before, before
+            self.ledger.apply(entry)
+            if on_applied is not None:
+                on_applied(entry)
+            after = self.ledger.figures()
+            try:
+                await repo.append_entry(self.store, entry, after, extra(entry))
+            except ConcurrencyConflict:
+                await self.reload()
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                log.info("ledger_conflict_retry", ref=entry.ref, attempt=attempt)
+                continue
+            except BaseException:
+                await self.reload()
+                raise
+            await self._after_write(before, after)
+            return entry, before, after
+        raise AssertionError("unreachable")
+
+    async def _after_write(self, before: PoolFigures, after: PoolFigures) -> None:
+        await self._publish(channels.CAPITAL_DATA, pool_state_payload(after), None)
+        if before.phase != after.phase:
+            await self._publish(
+                channels.CAPITAL_DATA,
+                PhaseChanged(
+                    previous=before.phase,
+                    current=after.phase,
+                    nav_usd=money.to_stored(after.nav_usd),
+                    risk_per_trade=after.risk_per_trade,
+                ),
+                None,
+            )
+            await self._alert(
+                "pool_phase_changed",
+                f"pool phase {before.phase} -> {after.phase} at NAV {money.pay(after.nav_usd, money.CENT)} USD; "
+                f"risk per trade now {after.risk_per_trade * 100}%",
+                "medium",
+                {"previous": before.phase, "current": after.phase},
+            )
+
+    # -- contributions and withdrawals ------------------------------------------------
+    async def contribute(
+        self, member: str, amount_usd: Decimal, contribution_id: str | None = None
+    ) -> ContributionRecorded:
+        """Record a contribution; a repeated ``contribution_id`` returns the first record.
+
+        Raises:
+            UnknownMember, InvalidAmount, BelowMinimum, Insolvent: refused, nothing written.
+        """
+        cid = contribution_id or new_id()
+        if f"contribution:{cid}" in self.ledger.refs:
+            return await self._stored_flow(m.contributions, "contribution_id", cid)
+        ts_ns = self.clock.now_ns()
+        price: list[Decimal] = []
+
+        def build(ledger: Ledger) -> JournalEntry | None:
+            if f"contribution:{cid}" in ledger.refs:
+                return None
+            price[:] = [ledger.figures().nav_per_unit]
+            return ledger.contribution(cid, member, amount_usd, ts_ns)
+
+        def extra(entry: JournalEntry) -> Callable[[AsyncConnection], Awaitable[None]]:
+            async def write(conn: AsyncConnection) -> None:
+                await conn.execute(
+                    insert(m.contributions).values(
+                        contribution_id=cid,
+                        member=member,
+                        amount_usd=amount_usd,
+                        units=entry.lines[1].units,
+                        nav_per_unit=money.to_stored(price[0]),
+                        entry_seq=entry.seq,
+                        ts_ns=ts_ns,
+                    )
+                )
+
+            return write
+
+        entry, _, _ = await self._write(build, extra)
+        if entry is None:
+            return await self._stored_flow(m.contributions, "contribution_id", cid)
+        record = ContributionRecorded(
+            contribution_id=cid,
+            member=member,
+            amount_usd=amount_usd,
+            units=entry.lines[1].units,
+            nav_per_unit=price[0].quantize(money.NAV_PER_UNIT_QUANTUM),
+        )
+        await self._publish(channels.CAPITAL_DATA, record, cid)
+        log.info(
+            "contribution_recorded",
+            member=member,
+            amount_usd=str(amount_usd),
+            units=str(record.units),
+        )
+        return record
+
+    async def withdraw(
+        self, member: str, amount_usd: Decimal, withdrawal_id: str | None = None
+    ) -> WithdrawalRecorded:
+        """Record a withdrawal paid from free cash; a repeated id returns the first record.
+
+        Raises:
+            UnknownMember, InvalidAmount, InsufficientEquity, InsufficientFreeCash.
+        """
+        wid = withdrawal_id or new_id()
+        if f"withdrawal:{wid}" in self.ledger.refs:
+            return await self._stored_flow(m.withdrawals, "withdrawal_id", wid)
+        ts_ns = self.clock.now_ns()
+        price: list[Decimal] = []
+
+        def build(ledger: Ledger) -> JournalEntry | None:
+            if f"withdrawal:{wid}" in ledger.refs:
+                return None
+            price[:] = [ledger.figures().nav_per_unit]
+            return ledger.withdrawal(wid, member, amount_usd, ts_ns)
+
+        def extra(entry: JournalEntry) -> Callable[[AsyncConnection], Awaitable[None]]:
+            async def write(conn: AsyncConnection) -> None:
+                await conn.execute(
+                    insert(m.withdrawals).values(
+                        withdrawal_id=wid,
+                        member=member,
+                        amount_usd=amount_usd,
+                        units=-entry.lines[1].units,
+                        nav_per_unit=money.to_stored(price[0]),
+                        entry_seq=entry.seq,
+                        ts_ns=ts_ns,
+                    )
+                )
+
+            return write
+
+        entry, _, _ = await self._write(build, extra)
+        if entry is None:
+            return await self._stored_flow(m.withdrawals, "withdrawal_id", wid)
+        record = WithdrawalRecorded(
+            withdrawal_id=wid,
+            member=member,
+            amount_usd=amount_usd,
+            units=-entry.lines[1].units,
+            nav_per_unit=price[0].quantize(money.NAV_PER_UNIT_QUANTUM),
+        )
+        await self._publish(channels.CAPITAL_DATA, record, wid)
+        log.info(
+            "withdrawal_recorded",
+            member=member,
+            amount_usd=str(amount_usd),
+            units=str(record.units),
+        )
+        return record
+
+    async def _stored_flow(self, table: Any, id_column: str, flow_id: str) -> Any:
+        async with self.store.begin() as conn:
+            row = (
+                (await conn.execute(select(table).where(table.c[id_column] == flow_id)))
+                .mappings()
+                .one()
+            )
+        cls = ContributionRecorded if table is m.contributions else WithdrawalRecorded
+        return cls(
+            **{id_column: flow_id},
+            member=row["member"],
+            amount_usd=row["amount_usd"],
+            units=row["units"],
+            nav_per_unit=row["nav_per_unit"].quantize(money.NAV_PER_UNIT_QUANTUM),
+        )
+
+    # -- allocations ------------------------------------------------------------------
+    async def allocate(self, request: AllocationRequest) -> AllocationGranted | AllocationRefused:
+        """Size and grant capital for one trade, or refuse with the reason (see
+        :meth:`Ledger.size_allocation`)."""
+        ts_ns = self.clock.now_ns()
+        allocation_id = new_id()
+        decided: list[Any] = []
+
+        def build(ledger: Ledger) -> JournalEntry | None:
+            decision = ledger.size_allocation(request.stop_loss_pct)
+            decided[:] = [decision]
+            if decision.refusal_code is not None:
+                return None
+            return ledger.allocation(
+                self._allocation(allocation_id, request, decision.amount_usd, ts_ns)
+            )
+
+        def on_applied(_entry: JournalEntry) -> None:
+            self.ledger.add_allocation(
+                self._allocation(allocation_id, request, decided[0].amount_usd, ts_ns)
+            )
+
+        def extra(entry: JournalEntry) -> Callable[[AsyncConnection], Awaitable[None]]:
+            async def write(conn: AsyncConnection) -> None:
+                await conn.execute(
+                    insert(m.allocations).values(
+                        allocation_id=allocation_id,
+                        strategy=request.strategy,
+                        exchange=request.exchange,
+                        market=request.market,
+                        symbol=request.symbol,
+                        side=request.side,
+                        amount_usd=decided[0].amount_usd,
+                        status="open",
+                        granted_seq=entry.seq,
+                        granted_ts_ns=ts_ns,
+                    )
+                )
+
+            return write
+
+        entry, _, _ = await self._write(build, extra, on_applied)
+        decision = decided[0]
+        if entry is None:
+            log.info(
+                "allocation_refused",
+                strategy=request.strategy,
+                code=decision.refusal_code,
+                reason=decision.refusal,
+            )
+            return AllocationRefused(code=decision.refusal_code, reason=decision.refusal)
+        granted = AllocationGranted(
+            allocation_id=allocation_id,
+            strategy=request.strategy,
+            exchange=request.exchange,
+            market=request.market,
+            symbol=request.symbol,
+            side=request.side,
+            amount_usd=decision.amount_usd,
+            nav_usd=money.to_stored(decision.nav_usd),
+            risk_per_trade=decision.risk_per_trade,
+            reduced=decision.reduced,
+        )
+        await self._publish(channels.CAPITAL_DATA, granted, allocation_id)
+        return granted
+
+    @staticmethod
+    def _allocation(
+        allocation_id: str, request: AllocationRequest, amount_usd: Decimal, ts_ns: int
+    ) -> Allocation:
+        return Allocation(
+            allocation_id=allocation_id,
+            strategy=request.strategy,
+            exchange=request.exchange,
+            market=request.market,
+            symbol=request.symbol,
+            side=request.side,
+            amount_usd=amount_usd,
+            granted_ts_ns=ts_ns,
+        )
+
+    # -- trading results ----------------------------------------------------------------
+    async def on_position_opened(self, opened: PositionOpened) -> None:
+        """Record the fill of an allocation so it is marked in NAV.
+
+        Raises:
+            InvalidEvent: it does not match an open allocation (see ``Ledger.check_opened``).
+        """
+        updated = self.ledger.check_opened(opened)
+        if updated is None:
+            self.results_ignored += 1
+            return
+        await repo.record_position(self.store, updated)
+        self.ledger.add_allocation(updated)
+
+    async def on_trade_closed(self, closed: TradeClosed) -> None:
+        """Settle a closed trade into cash exactly once (by ``trade_id``).
+
+        Raises:
+            InvalidEvent: it does not match an open allocation.
+        """
+        alloc = self.ledger.allocations.get(closed.allocation_id)
+
+        def build(ledger: Ledger) -> JournalEntry | None:
+            return ledger.settlement(closed)
+
+        def on_applied(_entry: JournalEntry) -> None:
+            self.ledger.release_allocation(closed.allocation_id)
+
+        def extra(entry: JournalEntry) -> Callable[[AsyncConnection], Awaitable[None]]:
+            async def write(conn: AsyncConnection) -> None:
+                await conn.execute(
+                    update(m.allocations)
+                    .where(m.allocations.c.allocation_id == closed.allocation_id)
+                    .values(
+                        status="released",
+                        trade_id=closed.trade_id,
+                        quantity=closed.quantity,
+                        entry_price=closed.entry_price,
+                        released_seq=entry.seq,
+                        released_ts_ns=closed.closed_ts_ns,
+                        realized_pnl_usd=closed.realized_pnl_usd,
+                    )
+                )
+
+            return write
+
+        entry, _, _ = await self._write(build, extra, on_applied)
+        if entry is None:
+            self.results_ignored += 1
+            log.info("trade_result_already_applied", trade_id=closed.trade_id)
+            return
+        self.results_applied += 1
+        assert alloc is not None
+        await self._publish(
+            channels.CAPITAL_DATA,
+            AllocationReleased(
+                allocation_id=closed.allocation_id,
+                trade_id=closed.trade_id,
+                amount_usd=alloc.amount_usd,
+                realized_pnl_usd=closed.realized_pnl_usd,
+                returned_usd=entry.lines[0].amount_usd,
+            ),
+            closed.allocation_id,
+        )
+
+    async def on_allocation_unused(self, unused: AllocationUnused) -> None:
+        """Return an allocation that no position used to cash (once).
+
+        Raises:
+            InvalidEvent: unknown allocation, or one that funds a position.
+        """
+        alloc = self.ledger.allocations.get(unused.allocation_id)
+        ts_ns = self.clock.now_ns()
+
+        def on_applied(_entry: JournalEntry) -> None:
+            self.ledger.release_allocation(unused.allocation_id)
+
+        def extra(entry: JournalEntry) -> Callable[[AsyncConnection], Awaitable[None]]:
+            async def write(conn: AsyncConnection) -> None:
+                await conn.execute(
+                    update(m.allocations)
+                    .where(m.allocations.c.allocation_id == unused.allocation_id)
+                    .values(status="unused", released_seq=entry.seq, released_ts_ns=ts_ns)
+                )
+
+            return write
+
+        entry, _, _ = await self._write(
+            lambda ledger: ledger.return_unused(unused.allocation_id, unused.reason, ts_ns),
+            extra,
+            on_applied,
+        )
+        if entry is None or alloc is None:
+            self.results_ignored += 1
+            return
+        await self._publish(
+            channels.CAPITAL_DATA,
+            AllocationReleased(
+                allocation_id=unused.allocation_id,
+                trade_id="",
+                amount_usd=alloc.amount_usd,
+                realized_pnl_usd=Decimal(0),
+                returned_usd=alloc.amount_usd,
+            ),
+            unused.allocation_id,
+        )
+
+    def on_market(self, snapshot: MarketSnapshot) -> None:
+        """Mark open positions of this instrument at ``snapshot.price``."""
+        self.ledger.mark((snapshot.exchange, snapshot.market, snapshot.symbol), snapshot.price)
+
+    async def save_marks(self) -> None:
+        """Persist the latest marks (for NAV when no node runs)."""
+        await repo.save_marks(self.store, self.ledger.marks, self.clock.now_ns())
+
+
+def check_result(payload: Any) -> PositionOpened | TradeClosed | AllocationUnused:
+    """The payload if it is a trading result this plugin applies.
+
+    Raises:
+        InvalidEvent: any other payload on ``trading_results``.
+    """
+    if isinstance(payload, (PositionOpened, TradeClosed, AllocationUnused)):
+        return payload
+    raise InvalidEvent(f"trading_results carries {type(payload).__name__}, not a position or trade")
+
+
+def members_report(ledger: Ledger) -> list[dict[str, Any]]:
+    """Each member's units and equity (equity rounded down to cents), sorted by name."""
+    nav = ledger.nav_usd()
+    units_out = ledger.units_outstanding
+    rows = []
+    for name in sorted(ledger.members):
+        units = ledger.member_units.get(name, Decimal(0))
+        rows.append(
+            {
+                "member": name,
+                "units": units,
+                "equity_usd": money.pay(money.equity_usd(units, nav, units_out), money.CENT),
+            }
+        )
+    return rows
+
+
+__all__ = [
+    "PoolService",
+    "check_result",
+    "members_report",
+    "pool_state_payload",
+    "rules_from_config",
+]
