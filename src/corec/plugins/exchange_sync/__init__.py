@@ -1,0 +1,1 @@
+"""exchange_sync: every call to the exchanges, or the replay of a real recording."""
