@@ -1,0 +1,1 @@
+"""trading_execution: strategies, the paper broker, positions and closed trades."""

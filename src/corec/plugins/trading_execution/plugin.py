@@ -1,0 +1,103 @@
+"""trading_execution plugin: strategies on ``market_data``, paper fills, ``trading_results``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from corec.core import channels
+from corec.core.events import Event
+from corec.core.plugin import Plugin, PluginContext, PluginHealth
+from corec.core.store import Store
+from corec.exchanges.paper import PaperBroker
+from corec.messages.capital_data import ALLOCATE
+from corec.messages.market_data import MarketSnapshot
+from corec.plugins.trading_execution import storage
+from corec.plugins.trading_execution.config import TradingExecutionConfig
+from corec.plugins.trading_execution.engine import StrategyEngine
+
+
+class TradingExecutionPlugin(Plugin):
+    """Runs the configured strategies in paper mode; every trade is funded by an allocation."""
+
+    name = "trading_execution"
+    Config = TradingExecutionConfig
+    consumes = (channels.MARKET_DATA,)
+    publishes = (channels.TRADING_RESULTS, channels.ALERTS)
+    requests = (ALLOCATE,)
+    migrations = Path(__file__).parent / "migrations"
+    status_key = "trading"
+
+    config: TradingExecutionConfig
+
+    async def start(self, ctx: PluginContext) -> None:
+        assert ctx.store is not None
+        self.ctx = ctx
+        broker = PaperBroker(
+            taker_fee_rate=self.config.taker_fee_rate, slippage_bps=self.config.slippage_bps
+        )
+        self.engines = [
+            StrategyEngine(settings, broker, ctx) for settings in self.config.strategies
+        ]
+        self.by_instrument: dict[tuple[str, str, str], list[StrategyEngine]] = {}
+        for engine in self.engines:
+            self.by_instrument.setdefault(engine.instrument, []).append(engine)
+        by_name = {engine.settings.name: engine for engine in self.engines}
+        for row in await storage.load_positions(ctx.store):
+            engine = by_name.get(row["strategy"])
+            if engine is None:
+                ctx.log.warning(
+                    "position_without_strategy", trade_id=row["trade_id"], strategy=row["strategy"]
+                )
+                await ctx.alert(
+                    "orphan_position",
+                    f"open position {row['trade_id']} belongs to strategy {row['strategy']!r}, which is not configured",
+                    severity="high",
+                    labels={"strategy": row["strategy"]},
+                )
+                continue
+            engine.restore(row)
+        ctx.subscribe(channels.MARKET_DATA, self._on_market)
+
+    async def _on_market(self, event: Event) -> None:
+        snap = event.payload
+        if type(snap) is not MarketSnapshot:
+            return
+        engines = self.by_instrument.get((snap.exchange, snap.market, snap.symbol))
+        if engines:
+            for engine in engines:
+                await engine.on_snapshot(snap)
+
+    def health(self) -> PluginHealth:
+        strategies: dict[str, Any] = {}
+        for engine in self.engines:
+            pos = engine.position
+            strategies[engine.settings.name] = {
+                "trades_closed": engine.trades_closed,
+                "allocation_refusals": engine.refusals,
+                "last_refusal": engine.last_refusal,
+                "request_errors": engine.request_errors,
+                "position": None
+                if pos is None
+                else {"side": pos.side, "quantity": str(pos.quantity)},
+            }
+        degraded = any(e.request_errors for e in self.engines)
+        return PluginHealth(
+            status="degraded" if degraded else "ok",
+            details={"mode": self.config.mode, "strategies": strategies},
+        )
+
+    @classmethod
+    async def read_status(
+        cls, store: Store | None, config: TradingExecutionConfig
+    ) -> dict[str, Any]:  # type: ignore[override]
+        if store is None:
+            return {
+                "trades": 0,
+                "wins": 0,
+                "losses": 0,
+                "realized_pnl_usd": 0,
+                "fees_usd": 0,
+                "open_positions": 0,
+            }
+        return await storage.trade_stats(store)
