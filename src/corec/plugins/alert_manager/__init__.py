@@ -1,0 +1,1 @@
+"""alert_manager: classifies, deduplicates and records alerts."""
