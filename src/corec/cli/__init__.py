@@ -1,0 +1,1 @@
+"""The ``corec`` command line (Typer + Rich)."""

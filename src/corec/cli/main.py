@@ -1,0 +1,27 @@
+"""The ``corec`` command: ``run``, ``status``, ``pool``, ``alerts``, ``db``."""
+
+from __future__ import annotations
+
+import typer
+
+from corec.cli import alerts, db, pool
+from corec.cli.run import run
+from corec.cli.status import status
+
+app = typer.Typer(
+    name="corec",
+    help="CoreC: a shared crypto trading pool for a small group.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(run)
+app.command()(status)
+app.add_typer(pool.app, name="pool")
+app.add_typer(alerts.app, name="alerts")
+app.add_typer(db.app, name="db")
+
+
+def main() -> None:
+    """Entry point of the ``corec`` script."""
+    app()

@@ -1,0 +1,204 @@
+"""``corec run``: start a node, show progress, print a summary when it stops."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from corec.cli.common import ConfigOption, console, fmt_usd, load, print_json, run_async
+from corec.core.config import CorecConfig
+from corec.core.logging import close_logging, configure_logging
+from corec.core.nucleus import Node
+from corec.core.plugin import Plugin
+
+PROGRESS_REFRESH_S = 0.2
+
+
+def run(
+    config: Path | None = ConfigOption,
+    duration: float | None = typer.Option(
+        None,
+        "--duration",
+        min=0.0,
+        help="Stop after this many seconds (default: until done or Ctrl-C).",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the summary as JSON (no progress bar)."
+    ),
+) -> None:
+    """Run a node: market data in, strategies, the pool, alerts. Prints a summary at the end."""
+    cfg, classes = load(config)
+    log = cfg.node.log
+    configure_logging(
+        level=log.level,
+        console_level=log.console_level,
+        file=log.file or cfg.node.data_dir / "corec.log",
+    )
+    try:
+        summary = run_async(lambda: _run(cfg, classes, duration, show_progress=not as_json))
+    finally:
+        close_logging()
+    if as_json:
+        print_json(summary)
+    else:
+        print_summary(summary)
+    if summary["failed_plugins"]:
+        raise typer.Exit(1)
+
+
+async def _run(
+    cfg: CorecConfig,
+    classes: dict[str, type[Plugin]],
+    duration: float | None,
+    *,
+    show_progress: bool,
+) -> dict[str, Any]:
+    node = Node(cfg, classes)
+    started = time.perf_counter()
+    try:
+        await node.start()
+        before = await node.status()
+        progress_task = (
+            asyncio.create_task(_show_progress(node))
+            if show_progress and console.is_terminal
+            else None
+        )
+        try:
+            reason = await node.run(duration_s=duration)
+        finally:
+            await node.stop()
+            if progress_task is not None:
+                progress_task.cancel()
+                await asyncio.gather(progress_task, return_exceptions=True)
+        elapsed = time.perf_counter() - started
+        after = await node.status()
+        health = node.health()
+    finally:
+        await node.close()
+    return build_summary(cfg, reason, elapsed, before, after, health)
+
+
+async def _show_progress(node: Node) -> None:
+    columns = (
+        TextColumn("[bold]replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("bars"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("replay", total=None)
+        while True:
+            sync = node.health()["plugins"].get("exchange_sync", {})
+            done = sync.get("progress", {}).get("done")
+            total = sync.get("progress", {}).get("total")
+            if done is not None:
+                progress.update(task, completed=done, total=total)
+            await asyncio.sleep(PROGRESS_REFRESH_S)
+
+
+def build_summary(
+    cfg: CorecConfig,
+    reason: str,
+    elapsed_s: float,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    health: dict[str, Any],
+) -> dict[str, Any]:
+    """The run summary: market data, trading, the pool at start and end, members, alerts."""
+    plugins = health["plugins"]
+    sync = plugins.get("exchange_sync", {})
+    bars = sync.get("bars_processed", sync.get("tickers_published", 0))
+    pool_before, pool_after = before.get("pool", {}), after.get("pool", {})
+    return {
+        "config": cfg.source,
+        "stopped_because": reason,
+        "elapsed_s": round(elapsed_s, 3),
+        "bars_per_s": round(bars / elapsed_s, 1) if elapsed_s > 0 else None,
+        "market_data": {
+            "bars_processed": bars,
+            "malformed_rows": sync.get("malformed_rows", 0),
+            "problems": sync.get("problems", []),
+            "tickers_stored": after.get("exchange_sync", {}).get("tickers_stored"),
+            "last_ts": after.get("exchange_sync", {}).get("last_ts"),
+        },
+        "trading": after.get("trading", {}),
+        "pool": {
+            "start": {k: pool_before.get(k) for k in ("nav_usd", "nav_per_unit", "units", "phase")},
+            "end": {
+                k: pool_after.get(k)
+                for k in (
+                    "nav_usd",
+                    "nav_per_unit",
+                    "units",
+                    "phase",
+                    "cash_usd",
+                    "allocated_usd",
+                    "unrealized_pnl_usd",
+                )
+            },
+        },
+        "members": pool_after.get("members", []),
+        "alerts": after.get("alerts", {}),
+        "dead_letters": sum(health["bus"]["dead_letters"].values()),
+        "failed_plugins": sorted(name for name, p in plugins.items() if p.get("state") == "failed"),
+    }
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    """The summary as a table for people."""
+    md, tr, pool, alerts = s["market_data"], s["trading"], s["pool"], s["alerts"]
+    table = Table(
+        title=f"CoreC run summary ({s['config']})", show_header=False, title_justify="left"
+    )
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row(
+        "stopped",
+        f"{s['stopped_because']} after {s['elapsed_s']:.1f} s ({s['bars_per_s'] or 0:,.0f} bars/s)",
+    )
+    table.add_row(
+        "market data",
+        f"{md['bars_processed']:,} bars processed, {md['malformed_rows']} malformed rows skipped, "
+        f"{md['tickers_stored'] or 0:,} tickers stored (last {md['last_ts']})",
+    )
+    for problem in md["problems"][:3]:
+        table.add_row("", f"[yellow]{problem}")
+    if tr:
+        table.add_row(
+            "trading",
+            f"{tr['trades']} trades ({tr['wins']} won, {tr['losses']} lost), realized PnL "
+            f"{fmt_usd(tr['realized_pnl_usd'])} USD after {fmt_usd(tr['fees_usd'])} USD fees, "
+            f"{tr['open_positions']} position(s) open",
+        )
+    start, end = pool["start"], pool["end"]
+    if end.get("nav_usd") is not None:
+        table.add_row(
+            "NAV",
+            f"{fmt_usd(start['nav_usd'])} -> {fmt_usd(end['nav_usd'])} USD ({start['phase']} -> {end['phase']})",
+        )
+        table.add_row("NAV per unit", f"{start['nav_per_unit']} -> {end['nav_per_unit']}")
+        table.add_row(
+            "pool",
+            f"cash {fmt_usd(end['cash_usd'])} USD, allocated {fmt_usd(end['allocated_usd'])} USD, "
+            f"unrealized {fmt_usd(end['unrealized_pnl_usd'])} USD, {end['units']} units",
+        )
+    for member in s["members"]:
+        table.add_row(
+            f"  {member['member']}",
+            f"{member['units']} units, equity {fmt_usd(member['equity_usd'])} USD",
+        )
+    if alerts:
+        counts = ", ".join(f"{sev} {n}" for sev, n in alerts["by_severity"].items())
+        table.add_row("alerts", f"{alerts['total']} ({counts})")
+    if s["dead_letters"]:
+        table.add_row("dead letters", f"[red]{s['dead_letters']}")
+    if s["failed_plugins"]:
+        table.add_row("failed plugins", f"[red]{', '.join(s['failed_plugins'])}")
+    console.print(table)
