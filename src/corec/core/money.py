@@ -140,5 +140,5 @@ def parse_decimal(text: str, *, field: str) -> Decimal:
 def canonical(value: Decimal) -> Decimal:
     """``value`` without trailing zeros and without exponent notation (1.500 → 1.5)."""
     if value == value.to_integral_value():
-        return value.quantize(Decimal(1))
-    return value.normalize()
+        return value.quantize(Decimal(1), context=_CTX)
+    return value.normalize(context=_CTX)

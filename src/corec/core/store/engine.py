@@ -2,8 +2,10 @@
 
 SQLite (the embedded default) is set up for one writer and many readers without
 "database is locked": WAL journal, ``synchronous=NORMAL``, a 10 s busy timeout, and
-``BEGIN IMMEDIATE`` for every transaction, so a writer takes the lock when it starts
-instead of failing half-way. PostgreSQL (``postgresql+asyncpg://``) needs nothing special.
+``BEGIN IMMEDIATE`` for every write transaction (:meth:`Store.begin`), so a writer takes
+the lock when it starts instead of failing half-way. Reads (:meth:`Store.read`) use a
+deferred ``BEGIN``: a consistent WAL snapshot that never waits for a writer.
+PostgreSQL (``postgresql+asyncpg://``) needs nothing special.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+READ_ONLY_OPTION = "corec_read_only"
 
 
 def _setup_sqlite(engine: AsyncEngine) -> None:
@@ -41,7 +44,8 @@ def _setup_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class Store:
@@ -63,9 +67,13 @@ class Store:
         self.dialect = parsed.get_backend_name()
         if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=self.dialect != "sqlite")
         if self.dialect == "sqlite":
+            # every transaction ends in COMMIT or ROLLBACK (begin()/session()), so the
+            # pool's extra rollback on check-in is one wasted thread hop per transaction
+            self.engine: AsyncEngine = create_async_engine(url, pool_reset_on_return=None)
             _setup_sqlite(self.engine)
+        else:
+            self.engine = create_async_engine(url, pool_pre_ping=True)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -81,9 +89,17 @@ class Store:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        """One Core connection in one transaction (commit on exit, rollback on error)."""
+        """One Core connection in one write transaction (commit on exit, rollback on error)."""
         async with self.engine.begin() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """One Core connection in a read transaction (a snapshot; takes no write lock)."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**{READ_ONLY_OPTION: True})
+            async with conn.begin():
+                yield conn
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

@@ -78,7 +78,7 @@ async def current_revision(store: Store) -> str | None:
             sync_connection, opts={"version_table": store.version_table}
         ).get_current_revision()
 
-    async with store.begin() as conn:
+    async with store.read() as conn:
         return await conn.run_sync(_current)
 
 
