@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
@@ -116,7 +116,12 @@ def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
     lowered = text.lower()
     if lowered in {".inf", "+.inf", ".nan", "-.inf"}:
         return yaml.SafeLoader.construct_yaml_float(loader, node)
-    return Decimal(text)
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # e.g. YAML 1.1 base-60 floats such as 1:30.5
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{text!r} is not a decimal number", node.start_mark
+        ) from None
 
 
 _DecimalLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
@@ -126,7 +131,8 @@ def parse_yaml(text: str, *, source: str) -> tuple[dict[str, Any], dict[tuple[st
     """Parse YAML text into a dict and a map from key paths to 1-based line numbers.
 
     Raises:
-        ConfigError: the text is not YAML, or its top level is not a mapping.
+        ConfigError: the text is not YAML, its top level is not a mapping, or a key
+            appears twice in one mapping (YAML would silently keep the last).
     """
     try:
         node = yaml.compose(text, Loader=_DecimalLoader)
@@ -142,23 +148,35 @@ def parse_yaml(text: str, *, source: str) -> tuple[dict[str, Any], dict[tuple[st
     if not isinstance(data, dict):
         raise ConfigError(source, ["line 1: the top level must be a mapping of sections"])
     lines: dict[tuple[str, ...], int] = {}
-    _collect_lines(node, (), lines)
+    duplicates: list[str] = []
+    _collect_lines(node, (), lines, duplicates)
+    if duplicates:
+        raise ConfigError(source, duplicates)
     return data, lines
 
 
 def _collect_lines(
-    node: yaml.Node | None, path: tuple[str, ...], out: dict[tuple[str, ...], int]
+    node: yaml.Node | None,
+    path: tuple[str, ...],
+    out: dict[tuple[str, ...], int],
+    duplicates: list[str],
 ) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key_path = (*path, str(key_node.value))
-            out[key_path] = key_node.start_mark.line + 1
-            _collect_lines(value_node, key_path, out)
+            line = key_node.start_mark.line + 1
+            if key_path in out:
+                duplicates.append(
+                    f"line {line}: {'.'.join(key_path)}: duplicate key (first at line {out[key_path]})"
+                )
+            else:
+                out[key_path] = line
+            _collect_lines(value_node, key_path, out, duplicates)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             item_path = (*path, str(index))
             out[item_path] = item.start_mark.line + 1
-            _collect_lines(item, item_path, out)
+            _collect_lines(item, item_path, out, duplicates)
 
 
 def apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:

@@ -2,8 +2,8 @@
 
 Every record carries ``timestamp`` (UTC ISO-8601), ``level``, ``logger`` and ``event``
 plus the fields bound by the caller. Values under keys that look like secrets
-(``password``, ``secret``, ``token``, ``api_key``, ``passphrase``, ``webhook``) are
-replaced by ``***`` before any output.
+(``password``, ``secret``, ``token``, ``api_key``, ``passphrase``, ``webhook``), at any
+depth of nested dicts and lists, are replaced by ``***`` before any output.
 """
 
 from __future__ import annotations
@@ -18,12 +18,26 @@ import structlog
 _SECRET_MARKERS = ("password", "secret", "token", "api_key", "apikey", "passphrase", "webhook")
 
 
+def _is_secret(key: Any) -> bool:
+    lowered = str(key).lower()
+    return any(marker in lowered for marker in _SECRET_MARKERS)
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "***" if _is_secret(k) else _redact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact(v) for v in value)
+    return value
+
+
 def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: mask values whose key names a secret."""
-    for key in list(event_dict):
-        lowered = key.lower()
-        if any(marker in lowered for marker in _SECRET_MARKERS):
+    """structlog processor: mask values whose key names a secret, at any depth."""
+    for key, value in list(event_dict.items()):
+        if _is_secret(key):
             event_dict[key] = "***"
+        elif isinstance(value, (dict, list, tuple)):
+            event_dict[key] = _redact(value)
     return event_dict
 
 

@@ -43,6 +43,8 @@ from corec.core.store.migrate import upgrade
 log = structlog.get_logger("corec.nucleus")
 
 MAX_TASK_RESTARTS = 5
+TASK_STABLE_S = 300.0
+"""A task that ran this long before failing starts its restart count afresh."""
 TASK_BACKOFF_BASE_S = 0.5
 TASK_BACKOFF_MAX_S = 30.0
 
@@ -211,6 +213,7 @@ class Node:
             except Exception as exc:
                 running.state, running.error = "failed", f"{type(exc).__name__}: {exc}"
                 log.error("plugin_start_failed", plugin=name, error=running.error)
+                ctx.detach()
                 await self.stop()
                 raise PluginError(f"plugin {name!r} failed to start: {exc}") from exc
             self._started.append(name)
@@ -267,21 +270,9 @@ class Node:
                     clock=self.clock,
                 )
             )
-        timeout_s = self.config.node.shutdown_timeout_s
         for name in reversed(self._started):
-            running = self._running[name]
             await self._set_state(name, "stopping")
-            for task in running.tasks:
-                if task.task is not None and not task.task.done():
-                    task.task.cancel()
-            pending = [t.task for t in running.tasks if t.task is not None]
-            if pending:
-                await asyncio.wait(pending, timeout=timeout_s)
-            try:
-                await asyncio.wait_for(running.plugin.stop(), timeout=timeout_s)
-            except Exception as exc:
-                log.error("plugin_stop_failed", plugin=name, error=f"{type(exc).__name__}: {exc}")
-            running.ctx.detach()
+            await self._stop_plugin(name)
             await self._set_state(name, "stopped")
         self._started.clear()
         await self.bus.close()
@@ -308,6 +299,7 @@ class Node:
 
     async def _supervise(self, task: _Task) -> None:
         while True:
+            started = time.monotonic()
             try:
                 await task.factory()
                 task.done = True
@@ -315,6 +307,8 @@ class Node:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if time.monotonic() - started >= TASK_STABLE_S:
+                    task.failures = 0  # it had been running fine: a fresh incident
                 task.failures += 1
                 error = f"{type(exc).__name__}: {exc}"
                 log.exception(
@@ -325,6 +319,9 @@ class Node:
                     running.state, running.error = "failed", error
                     task.done = True
                     await self._set_state(task.plugin, "failed", error)
+                    await self._stop_plugin(task.plugin, current=task)
+                    if task.plugin in self._started:
+                        self._started.remove(task.plugin)
                     await self._alert(
                         "plugin_crashed",
                         f"{task.plugin}.{task.name} failed {task.failures} times and was given up: {error}",
@@ -343,6 +340,26 @@ class Node:
                     min(TASK_BACKOFF_BASE_S * 2 ** (task.failures - 1), TASK_BACKOFF_MAX_S)
                 )
                 await self._set_state(task.plugin, "running")
+
+    async def _stop_plugin(self, name: str, *, current: _Task | None = None) -> None:
+        """Cancel the plugin's tasks (but ``current``, the caller's own), call its
+        ``stop()`` bounded by ``shutdown_timeout_s``, and detach it from the bus."""
+        running = self._running[name]
+        timeout_s = self.config.node.shutdown_timeout_s
+        tasks = [
+            t.task
+            for t in running.tasks
+            if t is not current and t.task is not None and not t.task.done()
+        ]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+        try:
+            await asyncio.wait_for(running.plugin.stop(), timeout=timeout_s)
+        except Exception as exc:
+            log.error("plugin_stop_failed", plugin=name, error=f"{type(exc).__name__}: {exc}")
+        running.ctx.detach()
 
     async def _set_state(self, plugin: str, state: PluginState, error: str | None = None) -> None:
         running = self._running.get(plugin)

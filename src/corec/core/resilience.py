@@ -31,7 +31,9 @@ class _WaitBackoffOrRetryAfter(tenacity.wait.wait_base):
     """Exponential backoff with jitter, but never shorter than the error's Retry-After."""
 
     def __init__(self, base_delay_s: float, max_delay_s: float) -> None:
-        self._backoff = tenacity.wait_exponential_jitter(initial=base_delay_s, max=max_delay_s)
+        self._backoff = tenacity.wait_exponential_jitter(
+            multiplier=base_delay_s, max=max_delay_s, jitter=base_delay_s
+        )
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         delay = self._backoff(retry_state)
@@ -57,7 +59,8 @@ async def retry(
     Args:
         call: a zero-argument coroutine factory (called afresh for each attempt).
         attempts: total attempts including the first (>= 1).
-        base_delay_s, max_delay_s: backoff is ``base * 2**n`` plus jitter, capped.
+        base_delay_s, max_delay_s: backoff is ``base * 2**n`` plus up to ``base`` of
+            jitter, capped at ``max_delay_s``.
         retry_on: exception classes worth retrying; any other error is raised at once.
         sleep: the sleep function (tests pass a fake one).
 
@@ -167,6 +170,9 @@ class CircuitBreaker:
             result = await call()
         except Exception as exc:
             await self.record_failure(exc)
+            raise
+        except BaseException:  # cancelled (e.g. wait_for timed out): free the probe slot
+            self._probe_in_flight = False
             raise
         await self.record_success()
         return result

@@ -45,6 +45,17 @@ class _MemorySubscription(Subscription):
             self._bus._remove(self)
 
 
+class _Route:
+    """One channel's delivery targets and its two hot counters (one dict lookup per publish)."""
+
+    __slots__ = ("delivered", "published", "targets")
+
+    def __init__(self) -> None:
+        self.targets: tuple[_Target, ...] = ()
+        self.published = 0
+        self.delivered = 0
+
+
 class _RoundRobin:
     """Dispatch to one handler of a group at a time, in turn."""
 
@@ -78,27 +89,37 @@ class MemoryBus(Bus):
         instance_id: str = "local",
         dead_letter_history: int = 100,
     ) -> None:
-        self.stats = BusStats()
+        self._stats = BusStats()  # dead_letters, requests, request_errors
         self.recent_dead_letters: deque[DeadLetter] = deque(maxlen=dead_letter_history)
         self._clock = clock or SystemClock()
         self._source = f"bus@{instance_id}"
         self._subs: dict[str, dict[str, list[_MemorySubscription]]] = {}
-        self._targets: dict[str, tuple[_Target, ...]] = {}
+        self._routes: dict[str, _Route] = {}
         self._responders: dict[str, Responder] = {}
         self._closed = False
+
+    @property
+    def stats(self) -> BusStats:  # type: ignore[override]
+        """A snapshot of the counters; ``published``/``delivered`` come from the routes."""
+        routes = self._routes
+        return BusStats(
+            published={ch: r.published for ch, r in routes.items() if r.published},
+            delivered={ch: r.delivered for ch, r in routes.items() if r.delivered},
+            dead_letters=dict(self._stats.dead_letters),
+            requests=dict(self._stats.requests),
+            request_errors=dict(self._stats.request_errors),
+        )
 
     # -- publish / subscribe -------------------------------------------------------
     async def publish(self, event: Event) -> None:
         if self._closed:
             raise BusError(f"bus is closed; cannot publish {event.type} on {event.channel}")
-        channel = event.channel
-        published = self.stats.published
-        published[channel] = published.get(channel, 0) + 1
-        targets = self._targets.get(channel)
-        if not targets:
-            return
+        route = self._routes.get(event.channel)
+        if route is None:
+            route = self._routes[event.channel] = _Route()
+        route.published += 1
         ok = 0
-        for group, handler, is_async in targets:
+        for group, handler, is_async in route.targets:
             try:
                 if is_async:
                     await handler(event)
@@ -107,8 +128,7 @@ class MemoryBus(Bus):
                 ok += 1
             except Exception as exc:  # a handler's failure must not stop the others
                 await self._dead_letter(event, group, exc)
-        delivered = self.stats.delivered
-        delivered[channel] = delivered.get(channel, 0) + ok
+        route.delivered += ok
 
     def subscribe(self, channel: str, handler: Handler, *, group: str) -> Subscription:
         if not group:
@@ -134,10 +154,13 @@ class MemoryBus(Bus):
                 targets.append((group, subs[0].handler, subs[0].is_async))
             else:
                 targets.append((group, _RoundRobin(list(subs)), True))
-        self._targets[channel] = tuple(targets)
+        route = self._routes.get(channel)
+        if route is None:
+            route = self._routes[channel] = _Route()
+        route.targets = tuple(targets)
 
     async def _dead_letter(self, event: Event, group: str, exc: Exception) -> None:
-        counts = self.stats.dead_letters
+        counts = self._stats.dead_letters
         counts[event.channel] = counts.get(event.channel, 0) + 1
         error = f"{type(exc).__name__}: {exc}"
         log.error(
@@ -184,10 +207,12 @@ class MemoryBus(Bus):
         self._responders.pop(endpoint, None)
 
     async def request(self, endpoint: str, payload: Payload, *, timeout_s: float) -> Payload:
+        if self._closed:
+            raise BusError(f"bus is closed; cannot request {endpoint!r}")
         responder = self._responders.get(endpoint)
         if responder is None:
             raise NoResponder(f"no responder serves {endpoint!r}")
-        counts = self.stats.requests
+        counts = self._stats.requests
         counts[endpoint] = counts.get(endpoint, 0) + 1
         try:
             async with asyncio.timeout(timeout_s):
@@ -200,7 +225,7 @@ class MemoryBus(Bus):
             raise RequestFailed(f"{endpoint} failed: {type(exc).__name__}: {exc}") from exc
 
     def _count_request_error(self, endpoint: str) -> None:
-        errors = self.stats.request_errors
+        errors = self._stats.request_errors
         errors[endpoint] = errors.get(endpoint, 0) + 1
 
     async def close(self) -> None:
