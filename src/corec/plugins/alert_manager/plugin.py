@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from corec.core import channels, money
 from corec.core.errors import InvalidEvent
@@ -53,7 +53,7 @@ class AlertManagerPlugin(Plugin):
 
     async def _restore_firings(self) -> None:
         since = self.ctx.clock.now_ns() - self.dedup.ttl_ns
-        async with self.ctx.store.begin() as conn:  # type: ignore[union-attr]
+        async with self.ctx.store.read() as conn:  # type: ignore[union-attr]
             rows = await conn.execute(
                 select(
                     m.alerts.c.fingerprint,
@@ -117,13 +117,17 @@ class AlertManagerPlugin(Plugin):
         async with store.begin() as conn:
             if decision.duplicate:
                 await conn.execute(
-                    update(m.alerts)
-                    .where(m.alerts.c.alert_id == decision.alert_id)
-                    .values(last_ts_ns=ts_ns, occurrences=decision.occurrences)
+                    update(m.alerts).where(m.alerts.c.alert_id == bindparam("key_alert_id")),
+                    dict(
+                        key_alert_id=decision.alert_id,
+                        last_ts_ns=ts_ns,
+                        occurrences=decision.occurrences,
+                    ),
                 )
             else:
                 await conn.execute(
-                    insert(m.alerts).values(
+                    insert(m.alerts),
+                    dict(
                         alert_id=decision.alert_id,
                         fingerprint=decision.fingerprint,
                         name=alert.name,
@@ -134,7 +138,7 @@ class AlertManagerPlugin(Plugin):
                         first_ts_ns=ts_ns,
                         last_ts_ns=ts_ns,
                         occurrences=1,
-                    )
+                    ),
                 )
         if decision.duplicate:
             self.deduplicated += 1
@@ -177,7 +181,7 @@ class AlertManagerPlugin(Plugin):
     async def read_status(cls, store: Store | None, config: AlertManagerConfig) -> dict[str, Any]:  # type: ignore[override]
         by_severity = dict.fromkeys(SEVERITIES, 0)
         if store is not None:
-            async with store.begin() as conn:
+            async with store.read() as conn:
                 rows = await conn.execute(
                     select(m.alerts.c.severity, func.count()).group_by(m.alerts.c.severity)
                 )
@@ -197,6 +201,6 @@ async def list_alerts(
     )
     if severity is not None:
         query = query.where(m.alerts.c.severity == severity)
-    async with store.begin() as conn:
+    async with store.read() as conn:
         rows = (await conn.execute(query)).mappings().all()
     return [{**dict(r), "labels": json.loads(r["labels_json"])} for r in rows]

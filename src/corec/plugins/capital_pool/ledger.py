@@ -44,6 +44,8 @@ REALIZED_PNL = "income:realized_pnl"
 FEES = "expense:fees"
 MEMBER_PREFIX = "equity:member:"
 ZERO = Decimal(0)
+MAX_AMOUNT_USD = Decimal(10) ** 15
+"""Largest contribution or withdrawal accepted (well inside NUMERIC(38, 18))."""
 
 InstrumentKey = tuple[str, str, str]
 """(exchange, market, symbol)"""
@@ -189,6 +191,10 @@ def require_cents(amount_usd: Decimal, what: str) -> None:
     """Raise :class:`InvalidAmount` unless ``amount_usd`` is a positive whole-cent amount."""
     if not amount_usd.is_finite() or amount_usd <= 0:
         raise InvalidAmount(f"{what}: amount must be a positive number of USD, got {amount_usd}")
+    if amount_usd >= MAX_AMOUNT_USD:
+        raise InvalidAmount(
+            f"{what}: amount must be below {MAX_AMOUNT_USD:,} USD, got {amount_usd}"
+        )
     if amount_usd != amount_usd.quantize(money.CENT):
         raise InvalidAmount(f"{what}: amount must be in whole cents, got {amount_usd}")
 
@@ -397,7 +403,8 @@ class Ledger:
         )
 
     def check_opened(self, opened: PositionOpened) -> Allocation | None:
-        """The allocation with its new position, or ``None`` if already recorded.
+        """The allocation with its new position, or ``None`` if already recorded (or
+        already settled: delivery is at-least-once).
 
         Raises:
             InvalidEvent: unknown or released allocation, a mismatching instrument or
@@ -405,6 +412,8 @@ class Ledger:
         """
         alloc = self.allocations.get(opened.allocation_id)
         if alloc is None:
+            if f"trade:{opened.trade_id}" in self.refs:
+                return None  # delivered again after its trade settled
             raise InvalidEvent(
                 f"position {opened.trade_id}: allocation {opened.allocation_id} is not open"
             )

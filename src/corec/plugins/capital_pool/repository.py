@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,7 +34,7 @@ Extra = Callable[[AsyncConnection], Awaitable[None]]
 async def load_ledger(store: Store, rules: Rules) -> Ledger:
     """Rebuild the in-memory :class:`Ledger` from the journal, open allocations and marks."""
     ledger = Ledger(rules=rules)
-    async with store.begin() as conn:
+    async with store.read() as conn:
         ledger.members = set((await conn.execute(select(m.members.c.name))).scalars())
         entries = (
             await conn.execute(select(m.journal_entries.c.seq, m.journal_entries.c.ref))
@@ -107,13 +107,14 @@ async def append_entry(
     try:
         async with store.begin() as conn:
             await conn.execute(
-                insert(m.journal_entries).values(
+                insert(m.journal_entries),
+                dict(
                     seq=entry.seq,
                     ts_ns=entry.ts_ns,
                     kind=entry.kind,
                     ref=entry.ref,
                     memo=entry.memo[:256],
-                )
+                ),
             )
             await conn.execute(
                 insert(m.journal_lines),
@@ -127,7 +128,7 @@ async def append_entry(
                     for ln in entry.lines
                 ],
             )
-            await conn.execute(insert(m.pool_state).values(**_state_row(entry, after)))
+            await conn.execute(insert(m.pool_state), dict(**_state_row(entry, after)))
             if extra is not None:
                 await extra(conn)
     except IntegrityError as exc:
@@ -144,7 +145,7 @@ async def add_member(store: Store, name: str, ts_ns: int) -> bool:
         ).first()
         if exists:
             return False
-        await conn.execute(insert(m.members).values(name=name, created_ts_ns=ts_ns))
+        await conn.execute(insert(m.members), dict(name=name, created_ts_ns=ts_ns))
         return True
 
 
@@ -154,15 +155,17 @@ async def record_position(store: Store, allocation: Allocation) -> None:
     assert pos is not None
     async with store.begin() as conn:
         await conn.execute(
-            update(m.allocations)
-            .where(m.allocations.c.allocation_id == allocation.allocation_id)
-            .values(
+            update(m.allocations).where(
+                m.allocations.c.allocation_id == bindparam("key_allocation_id")
+            ),
+            dict(
+                key_allocation_id=allocation.allocation_id,
                 trade_id=pos.trade_id,
                 quantity=pos.quantity,
                 entry_price=pos.entry_price,
                 entry_fee_usd=pos.entry_fee_usd,
                 opened_ts_ns=pos.opened_ts_ns,
-            )
+            ),
         )
 
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corec.core import channels, money
@@ -134,8 +134,8 @@ class PoolService:
         """Register the configured members and record their opening contributions once."""
         for member in self.config.members:
             if await repo.add_member(self.store, member.name, self.clock.now_ns()):
-                self.ledger.members.add(member.name)
                 log.info("member_registered", member=member.name)
+            self.ledger.members.add(member.name)  # stored now, by us or by another writer
         for member in self.config.members:
             if member.opening_contribution_usd is not None:
                 await self.contribute(
@@ -225,7 +225,8 @@ class PoolService:
         def extra(entry: JournalEntry) -> Callable[[AsyncConnection], Awaitable[None]]:
             async def write(conn: AsyncConnection) -> None:
                 await conn.execute(
-                    insert(m.contributions).values(
+                    insert(m.contributions),
+                    dict(
                         contribution_id=cid,
                         member=member,
                         amount_usd=amount_usd,
@@ -233,7 +234,7 @@ class PoolService:
                         nav_per_unit=money.to_stored(price[0]),
                         entry_seq=entry.seq,
                         ts_ns=ts_ns,
-                    )
+                    ),
                 )
 
             return write
@@ -280,7 +281,8 @@ class PoolService:
         def extra(entry: JournalEntry) -> Callable[[AsyncConnection], Awaitable[None]]:
             async def write(conn: AsyncConnection) -> None:
                 await conn.execute(
-                    insert(m.withdrawals).values(
+                    insert(m.withdrawals),
+                    dict(
                         withdrawal_id=wid,
                         member=member,
                         amount_usd=amount_usd,
@@ -288,7 +290,7 @@ class PoolService:
                         nav_per_unit=money.to_stored(price[0]),
                         entry_seq=entry.seq,
                         ts_ns=ts_ns,
-                    )
+                    ),
                 )
 
             return write
@@ -313,7 +315,7 @@ class PoolService:
         return record
 
     async def _stored_flow(self, table: Any, id_column: str, flow_id: str) -> Any:
-        async with self.store.begin() as conn:
+        async with self.store.read() as conn:
             row = (
                 (await conn.execute(select(table).where(table.c[id_column] == flow_id)))
                 .mappings()
@@ -353,7 +355,8 @@ class PoolService:
         def extra(entry: JournalEntry) -> Callable[[AsyncConnection], Awaitable[None]]:
             async def write(conn: AsyncConnection) -> None:
                 await conn.execute(
-                    insert(m.allocations).values(
+                    insert(m.allocations),
+                    dict(
                         allocation_id=allocation_id,
                         strategy=request.strategy,
                         exchange=request.exchange,
@@ -364,7 +367,7 @@ class PoolService:
                         status="open",
                         granted_seq=entry.seq,
                         granted_ts_ns=ts_ns,
-                    )
+                    ),
                 )
 
             return write
@@ -410,12 +413,22 @@ class PoolService:
         )
 
     # -- trading results ----------------------------------------------------------------
+    async def _know_allocation(self, allocation_id: str, ref: str | None = None) -> None:
+        """Reload when ``allocation_id`` is not open here and ``ref`` is not applied yet:
+        another instance or writer may have granted it since this ledger was loaded."""
+        if allocation_id in self.ledger.allocations or (
+            ref is not None and ref in self.ledger.refs
+        ):
+            return
+        await self.reload()
+
     async def on_position_opened(self, opened: PositionOpened) -> None:
         """Record the fill of an allocation so it is marked in NAV.
 
         Raises:
             InvalidEvent: it does not match an open allocation (see ``Ledger.check_opened``).
         """
+        await self._know_allocation(opened.allocation_id, f"trade:{opened.trade_id}")
         updated = self.ledger.check_opened(opened)
         if updated is None:
             self.results_ignored += 1
@@ -429,6 +442,7 @@ class PoolService:
         Raises:
             InvalidEvent: it does not match an open allocation.
         """
+        await self._know_allocation(closed.allocation_id, f"trade:{closed.trade_id}")
         alloc = self.ledger.allocations.get(closed.allocation_id)
 
         def build(ledger: Ledger) -> JournalEntry | None:
@@ -440,9 +454,11 @@ class PoolService:
         def extra(entry: JournalEntry) -> Callable[[AsyncConnection], Awaitable[None]]:
             async def write(conn: AsyncConnection) -> None:
                 await conn.execute(
-                    update(m.allocations)
-                    .where(m.allocations.c.allocation_id == closed.allocation_id)
-                    .values(
+                    update(m.allocations).where(
+                        m.allocations.c.allocation_id == bindparam("key_allocation_id")
+                    ),
+                    dict(
+                        key_allocation_id=closed.allocation_id,
                         status="released",
                         trade_id=closed.trade_id,
                         quantity=closed.quantity,
@@ -450,7 +466,7 @@ class PoolService:
                         released_seq=entry.seq,
                         released_ts_ns=closed.closed_ts_ns,
                         realized_pnl_usd=closed.realized_pnl_usd,
-                    )
+                    ),
                 )
 
             return write
@@ -480,6 +496,7 @@ class PoolService:
         Raises:
             InvalidEvent: unknown allocation, or one that funds a position.
         """
+        await self._know_allocation(unused.allocation_id, f"unused:{unused.allocation_id}")
         alloc = self.ledger.allocations.get(unused.allocation_id)
         ts_ns = self.clock.now_ns()
 
@@ -489,9 +506,15 @@ class PoolService:
         def extra(entry: JournalEntry) -> Callable[[AsyncConnection], Awaitable[None]]:
             async def write(conn: AsyncConnection) -> None:
                 await conn.execute(
-                    update(m.allocations)
-                    .where(m.allocations.c.allocation_id == unused.allocation_id)
-                    .values(status="unused", released_seq=entry.seq, released_ts_ns=ts_ns)
+                    update(m.allocations).where(
+                        m.allocations.c.allocation_id == bindparam("key_allocation_id")
+                    ),
+                    dict(
+                        key_allocation_id=unused.allocation_id,
+                        status="unused",
+                        released_seq=entry.seq,
+                        released_ts_ns=ts_ns,
+                    ),
                 )
 
             return write

@@ -28,15 +28,16 @@ def _fill_row(trade_id: str, fill: Fill) -> dict[str, Any]:
 async def save_opened(store: Store, position: dict[str, Any], fill: Fill) -> None:
     """Insert the open position and its entry fill."""
     async with store.begin() as conn:
-        await conn.execute(insert(m.positions).values(**position))
-        await conn.execute(insert(m.fills).values(**_fill_row(position["trade_id"], fill)))
+        await conn.execute(insert(m.positions), dict(**position))
+        await conn.execute(insert(m.fills), dict(**_fill_row(position["trade_id"], fill)))
 
 
 async def save_closed(store: Store, trade: TradeClosed, fill: Fill) -> None:
     """Insert the closed trade and its exit fill, and delete the open position."""
     async with store.begin() as conn:
         await conn.execute(
-            insert(m.trades).values(
+            insert(m.trades),
+            dict(
                 trade_id=trade.trade_id,
                 allocation_id=trade.allocation_id,
                 strategy=trade.strategy,
@@ -52,21 +53,21 @@ async def save_closed(store: Store, trade: TradeClosed, fill: Fill) -> None:
                 opened_ts_ns=trade.opened_ts_ns,
                 closed_ts_ns=trade.closed_ts_ns,
                 exit_reason=trade.exit_reason,
-            )
+            ),
         )
-        await conn.execute(insert(m.fills).values(**_fill_row(trade.trade_id, fill)))
+        await conn.execute(insert(m.fills), dict(**_fill_row(trade.trade_id, fill)))
         await conn.execute(delete(m.positions).where(m.positions.c.trade_id == trade.trade_id))
 
 
 async def load_positions(store: Store) -> list[dict[str, Any]]:
     """Every open position row."""
-    async with store.begin() as conn:
+    async with store.read() as conn:
         return [dict(r) for r in (await conn.execute(select(m.positions))).mappings()]
 
 
 async def trade_stats(store: Store) -> dict[str, Any]:
     """Counts and sums over closed trades and open positions."""
-    async with store.begin() as conn:
+    async with store.read() as conn:
         pnls = list(
             (await conn.execute(select(m.trades.c.realized_pnl_usd, m.trades.c.fees_usd))).all()
         )
