@@ -13,9 +13,11 @@ Two layouts are recognised by their header (``format="auto"``):
 Timestamps are UTC: ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (ISO-8601), or integer epoch
 seconds, milliseconds, microseconds or nanoseconds (told apart by magnitude).
 
+Trades at the same instant keep their order through ``Ticker.seq`` (0, 1, 2 …).
+
 A malformed row (wrong number of columns, a value that is not a number, a
 non-positive price, a bar whose high/low do not contain its open/close, a timestamp
-not after the previous row's) is skipped and counted; :attr:`RecordingReader.problems`
+before the previous row's, or equal to it for bars) is skipped and counted; :attr:`RecordingReader.problems`
 keeps the first few with their line numbers. It never raises for a bad row.
 """
 
@@ -104,7 +106,7 @@ class RecordingReader:
         format: ``auto`` (by header), ``ohlcv`` or ``trades``.
         bar_s: bar length in seconds (OHLCV), to stamp the close time.
         volume_unit: whether an OHLCV ``volume`` is in the quote or the base asset.
-        start_after_ns: skip rows stamped at or before this time (resuming a replay).
+        skip_rows: skip this many valid rows first (resuming a replay where it stopped).
 
     Raises (on construction):
         RecordingError: the file is missing or its header matches no known layout.
@@ -115,7 +117,7 @@ class RecordingReader:
     format: RecordingFormat = "auto"
     bar_s: int = 60
     volume_unit: Literal["quote", "base"] = "quote"
-    start_after_ns: int = 0
+    skip_rows: int = 0
     rows_read: int = 0
     rows_skipped_resume: int = 0
     malformed: int = 0
@@ -162,6 +164,7 @@ class RecordingReader:
         ohlcv = self.format == "ohlcv"
         bar_ns = self.bar_s * NS_PER_S
         last_ts = -1
+        seq = 0
         with self.path.open(newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
             next(reader, None)
@@ -196,8 +199,9 @@ class RecordingReader:
                 if ts_ns < last_ts or (ohlcv and ts_ns == last_ts):
                     self._problem(line, "timestamp is not after the previous row's")
                     continue
+                seq = seq + 1 if ts_ns == last_ts else 0
                 last_ts = ts_ns
-                if ts_ns <= self.start_after_ns:
+                if self.rows_skipped_resume < self.skip_rows:
                     self.rows_skipped_resume += 1
                     continue
                 yield Ticker(
@@ -209,4 +213,5 @@ class RecordingReader:
                     quote_volume=quote_volume,
                     exchange_ts_ns=ts_ns,
                     received_ts_ns=ts_ns if received_ts_ns is None else received_ts_ns,
+                    seq=seq,
                 )

@@ -31,6 +31,9 @@ class Ticker(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             exchange tickers, the bar or trade when replaying); ``None`` if unknown.
         exchange_ts_ns: the exchange's timestamp, UTC ns.
         received_ts_ns: when CoreC received it, UTC ns (the node clock).
+        seq: position among this instrument's tickers with the same ``exchange_ts_ns``
+            (trades at the same instant: 0, 1, 2 …); 0 for exchange tickers. With the
+            instrument and timestamp it identifies the ticker.
 
     Invariants (checked on construction and decoding): prices positive, volumes
     non-negative, at least one of bid/ask/last present, ``bid <= ask``.
@@ -46,9 +49,12 @@ class Ticker(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     quote_volume: Decimal | None = None
     exchange_ts_ns: int
     received_ts_ns: int
+    seq: int = 0
 
     def __post_init__(self) -> None:
         require_text("exchange", self.exchange)
+        if self.seq < 0:
+            raise ValueError(f"seq must be >= 0, got {self.seq}")
         require_text("symbol", self.symbol)
         require_positive("bid", self.bid)
         require_positive("ask", self.ask)

@@ -24,8 +24,9 @@ class ReplaySettings(FrozenModel):
         volume_unit: an OHLCV volume's unit (the bundled recording's is USD: ``quote``).
         speed: ``max`` (as fast as the pipeline goes) or N × real time (e.g. 60).
         stop_at_end: stop the node when the recording ends.
-        resume: continue after the last replayed row stored (a second run stores
-            nothing twice); with ``node.fresh_start`` the cursor is gone anyway.
+        resume: continue after the last row replayed (saved with every batch and at
+            stop), so a second run publishes and stores nothing twice; with
+            ``node.fresh_start`` the cursor is deleted with the database.
     """
 
     path: Path | None = None

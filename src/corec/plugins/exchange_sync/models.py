@@ -28,8 +28,9 @@ tickers = Table(
     Column("quote_volume", DecimalColumn(), nullable=True),
     Column("exchange_ts_ns", BigInteger, nullable=False),
     Column("received_ts_ns", BigInteger, nullable=False),
+    Column("seq", Integer, nullable=False),
     UniqueConstraint(
-        "exchange", "market", "symbol", "exchange_ts_ns", name="uq_tickers_instrument_ts"
+        "exchange", "market", "symbol", "exchange_ts_ns", "seq", name="uq_tickers_instrument_ts"
     ),
 )
 
@@ -41,4 +42,4 @@ replay_cursor = Table(
     Column("rows_replayed", Integer, nullable=False),
 )
 
-TICKER_KEY = ("exchange", "market", "symbol", "exchange_ts_ns")
+TICKER_KEY = ("exchange", "market", "symbol", "exchange_ts_ns", "seq")

@@ -62,6 +62,7 @@ class ExchangeSyncPlugin(Plugin):
         self.total_rows = 0
         self.replay_done = False
         self.resumed_rows = 0
+        self._cursor: tuple[str, int, int] | None = None
         self.venue_stats: dict[str, VenueStats] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
         if self.config.source == "replay":
@@ -75,25 +76,23 @@ class ExchangeSyncPlugin(Plugin):
         settings = self.config.replay
         path = settings.path or bundled_recording()
         self.recording_key = str(path.resolve())
-        start_after_ns = 0
+        last_ts_ns = 0
         if settings.resume:
-            start_after_ns, self.resumed_rows = await read_cursor(
-                self.ctx.store, self.recording_key
-            )  # type: ignore[arg-type]
+            last_ts_ns, self.resumed_rows = await read_cursor(self.ctx.store, self.recording_key)  # type: ignore[arg-type]
         self.reader = RecordingReader(
             path,
             Instrument(settings.exchange, settings.market, settings.symbol),
             format=settings.format,
             bar_s=settings.bar_s,
             volume_unit=settings.volume_unit,
-            start_after_ns=start_after_ns,
+            skip_rows=self.resumed_rows,
         )
         self.total_rows = self.reader.count_rows()
         self.ctx.log.info(
             "replay_ready",
             recording=str(path),
             rows=self.total_rows,
-            resume_after=format_ts(start_after_ns or None),
+            resume_after=format_ts(last_ts_ns or None),
         )
 
     async def _replay(self) -> None:
@@ -114,12 +113,12 @@ class ExchangeSyncPlugin(Plugin):
             self.published += 1
             replayed += 1
             last_ts = ts
+            self._cursor = (self.recording_key, ts, replayed)
             if store and writer.add(ticker):
-                await writer.flush(cursor=(self.recording_key, ts, replayed))
+                await writer.flush(cursor=self._cursor)
             elif self.published % YIELD_EVERY_ROWS == 0:
                 await asyncio.sleep(0)
-        if store:
-            await writer.flush(cursor=(self.recording_key, last_ts, replayed) if last_ts else None)
+        await writer.flush(cursor=self._cursor)
         self.replay_done = True
         if reader.malformed:
             await ctx.alert(
@@ -236,8 +235,8 @@ class ExchangeSyncPlugin(Plugin):
 
     # -- lifecycle ------------------------------------------------------------------------
     async def stop(self) -> None:
-        if self.config.store_tickers:
-            await self.writer.flush()
+        # tickers published so far are stored, and a replay resumes after them
+        await self.writer.flush(cursor=self._cursor)
 
     def health(self) -> PluginHealth:
         details: dict[str, Any] = {

@@ -25,15 +25,17 @@ def ticker_row(t: Ticker) -> dict[str, Any]:
         "quote_volume": t.quote_volume,
         "exchange_ts_ns": t.exchange_ts_ns,
         "received_ts_ns": t.received_ts_ns,
+        "seq": t.seq,
     }
 
 
 class TickerWriter:
     """Buffers tickers and writes them in batches, skipping ones already stored.
 
-    A ticker is identified by (exchange, market, symbol, exchange_ts_ns); storing the
-    same recording twice adds nothing. With a ``cursor`` (recording name), each flush
-    also records how far the replay got, in the same transaction.
+    A ticker is identified by (exchange, market, symbol, exchange_ts_ns, seq); storing
+    the same recording twice, or an unchanged exchange ticker polled twice, adds
+    nothing. With a ``cursor`` (recording, last timestamp, rows replayed), a flush also
+    records how far the replay got, in the same transaction.
     """
 
     def __init__(self, store: Store, *, flush_rows: int) -> None:
@@ -75,7 +77,7 @@ class TickerWriter:
 
 async def read_cursor(store: Store, recording: str) -> tuple[int, int]:
     """``(last_ts_ns, rows_replayed)`` of a recording, ``(0, 0)`` if never replayed."""
-    async with store.begin() as conn:
+    async with store.read() as conn:
         row = (
             await conn.execute(
                 select(m.replay_cursor.c.last_ts_ns, m.replay_cursor.c.rows_replayed).where(
@@ -88,6 +90,6 @@ async def read_cursor(store: Store, recording: str) -> tuple[int, int]:
 
 async def ticker_stats(store: Store) -> tuple[int, int | None]:
     """``(tickers stored, newest exchange_ts_ns)``."""
-    async with store.begin() as conn:
+    async with store.read() as conn:
         row = (await conn.execute(select(func.count(), func.max(m.tickers.c.exchange_ts_ns)))).one()
     return int(row[0]), row[1]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 05:47:20.545526
+Create Date: 2026-11-21 06:13:48.730698
 """
 
 from collections.abc import Sequence
@@ -54,9 +54,10 @@ def upgrade() -> None:
         ),
         sa.Column("exchange_ts_ns", sa.BigInteger(), nullable=False),
         sa.Column("received_ts_ns", sa.BigInteger(), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tickers")),
         sa.UniqueConstraint(
-            "exchange", "market", "symbol", "exchange_ts_ns", name="uq_tickers_instrument_ts"
+            "exchange", "market", "symbol", "exchange_ts_ns", "seq", name="uq_tickers_instrument_ts"
         ),
     )
     # ### end Alembic commands ###
