@@ -1,0 +1,205 @@
+"""End to end: the demo configuration on a slice of the real recording, figures checked
+in every plugin's tables, and the second-run rules (fresh start, idempotent resume)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from corec.core import money
+from corec.core.config import load_config
+from corec.core.nucleus import Node
+from corec.core.registry import discover_plugins
+from corec.plugins.alert_manager import models as alert_models
+from corec.plugins.capital_pool import models as pool_models
+from corec.plugins.capital_pool.ledger import CASH, FEES, REALIZED_PNL
+from corec.plugins.exchange_sync import models as sync_models
+from corec.plugins.trading_execution import models as trading_models
+from tests.conftest import write_recording_slice
+from tests.harness import count_rows
+
+DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+SLICE_ROWS = 8000
+
+
+def demo_config(tmp_path: Path, recording: Path, **node: Any) -> Path:
+    """configs/demo.yaml with the recording and data dir moved under ``tmp_path``."""
+    data = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    data["node"].update({"data_dir": str(tmp_path / "var"), **node})
+    data["exchange_sync"]["replay"]["path"] = str(recording)
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+async def run_node(config_path: Path) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Run a node to the end of its recording; return (reason, status before, after, health)."""
+    classes = discover_plugins()
+    config = load_config(config_path, {n: c.Config for n, c in classes.items()}, env={})
+    node = Node(config, classes)
+    await node.start()
+    before = await node.status()
+    try:
+        reason = await node.run(handle_signals=False, duration_s=120)
+    finally:
+        await node.stop()
+    after = await node.status()
+    health = node.health()
+    figures = {
+        "ledger": node.plugin("capital_pool").service.ledger,  # type: ignore[attr-defined]
+        "stores": dict(node.stores),
+    }
+    tables = await read_tables(figures["stores"])
+    await node.close()
+    return reason, before, {**after, "tables": tables, "ledger": figures["ledger"]}, health
+
+
+async def read_tables(stores: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    async with stores["trading_execution"].read() as conn:
+        out["trades"] = (await conn.execute(select(trading_models.trades))).mappings().all()
+        out["positions"] = (await conn.execute(select(trading_models.positions))).mappings().all()
+    out["fills"] = await count_rows(stores["trading_execution"], trading_models.fills)
+    async with stores["capital_pool"].read() as conn:
+        out["entries"] = (await conn.execute(select(pool_models.journal_entries))).mappings().all()
+        out["lines"] = (await conn.execute(select(pool_models.journal_lines))).mappings().all()
+        out["contributions"] = (
+            (await conn.execute(select(pool_models.contributions))).mappings().all()
+        )
+        out["pool_state"] = (
+            (
+                await conn.execute(
+                    select(pool_models.pool_state).order_by(pool_models.pool_state.c.seq)
+                )
+            )
+            .mappings()
+            .all()
+        )
+    out["tickers"] = await count_rows(stores["exchange_sync"], sync_models.tickers)
+    out["alerts"] = await count_rows(stores["alert_manager"], alert_models.alerts)
+    return out
+
+
+@pytest.fixture
+def recording(tmp_path: Path) -> Path:
+    return write_recording_slice(tmp_path / "slice.csv", SLICE_ROWS)
+
+
+async def test_demo_slice_end_to_end(tmp_path: Path, recording: Path) -> None:
+    reason, before, after, health = await run_node(demo_config(tmp_path, recording))
+    tables, ledger = after["tables"], after["ledger"]
+
+    assert reason == "recording slice.csv finished"
+    sync = health["plugins"]["exchange_sync"]
+    assert sync["bars_processed"] == SLICE_ROWS
+    assert sync["malformed_rows"] == 0
+    assert tables["tickers"] == SLICE_ROWS
+    assert after["exchange_sync"]["tickers_stored"] == SLICE_ROWS
+    # the last bar opens at 2022-01-06 12:20 (row 8000) and is stamped at its close
+    assert after["exchange_sync"]["last_ts"] == "2022-01-06T12:21:00Z"
+
+    # opening contributions: 5000 + 3000 + 2000, units 1:1
+    assert before["pool"]["nav_usd"] == Decimal("10000.00")
+    assert before["pool"]["nav_per_unit"] == Decimal("1.00000000")
+    assert sorted((c["member"], c["amount_usd"], c["units"]) for c in tables["contributions"]) == [
+        ("alice", Decimal(5000), Decimal(5000)),
+        ("bob", Decimal(3000), Decimal(3000)),
+        ("carol", Decimal(2000), Decimal(2000)),
+    ]
+
+    # every closed trade was settled exactly once into the ledger
+    trades = tables["trades"]
+    assert len(trades) > 20, "the slice should trade"
+    settlements = [e for e in tables["entries"] if e["kind"] == "settlement"]
+    assert sorted(e["ref"] for e in settlements) == sorted(f"trade:{t['trade_id']}" for t in trades)
+    assert after["trading"]["trades"] == len(trades)
+    assert tables["fills"] == 2 * len(trades) + len(tables["positions"])
+
+    # each trade's realized PnL is gross - fees, and the ledger's accounts agree
+    realized = sum((t["realized_pnl_usd"] for t in trades), Decimal(0))
+    fees = sum((t["fees_usd"] for t in trades), Decimal(0))
+    for t in trades:
+        move = t["exit_price"] - t["entry_price"]
+        gross = (move if t["side"] == "long" else -move) * t["quantity"]
+        assert t["realized_pnl_usd"] == gross - t["fees_usd"]
+    assert after["trading"]["realized_pnl_usd"] == realized
+    gross = realized + fees
+    assert -ledger.balance(REALIZED_PNL) == gross
+    assert ledger.balance(FEES) == fees
+
+    # entries balance; journal seq is gapless
+    seqs = [e["seq"] for e in tables["entries"]]
+    assert seqs == list(range(1, len(seqs) + 1))
+    per_entry: dict[int, Decimal] = {}
+    for line in tables["lines"]:
+        per_entry[line["entry_seq"]] = (
+            per_entry.get(line["entry_seq"], Decimal(0)) + line["amount_usd"]
+        )
+    assert set(per_entry.values()) == {Decimal(0)}
+
+    # NAV = opening capital + realized + unrealized of the open position; cash + allocated
+    figures = ledger.figures()
+    assert figures.nav_usd == Decimal(10000) + realized + figures.unrealized_pnl_usd
+    assert figures.cash_usd + figures.allocated_usd == Decimal(10000) + realized
+    assert len(tables["positions"]) == len([a for a in ledger.allocations.values() if a.position])
+
+    # members own the NAV in proportion to their units (no flow after the opening)
+    members = {m["member"]: m for m in after["pool"]["members"]}
+    assert {k: v["units"] for k, v in members.items()} == {
+        "alice": Decimal(5000),
+        "bob": Decimal(3000),
+        "carol": Decimal(2000),
+    }
+    for name, units in (("alice", 5000), ("bob", 3000), ("carol", 2000)):
+        exact = figures.nav_usd * units / 10000
+        assert members[name]["equity_usd"] == money.pay(exact, money.CENT)
+    assert after["pool"]["nav_usd"] == figures.nav_usd.quantize(money.CENT)
+    assert after["pool"]["nav_per_unit"] == (figures.nav_usd / 10000).quantize(
+        money.NAV_PER_UNIT_QUANTUM
+    )
+
+    # the pool_state history ends at the ledger's figures after the last entry
+    last = tables["pool_state"][-1]
+    assert last["seq"] == seqs[-1]
+    assert last["cash_usd"] == figures.cash_usd
+    assert last["units"] == Decimal(10000)
+
+    # alerts: what the manager stored is what status counts; nothing dead-lettered
+    assert after["alerts"]["total"] == tables["alerts"] > 0
+    assert sum(health["bus"]["dead_letters"].values()) == 0
+    assert ledger.balance(CASH) >= 0
+
+
+async def test_second_run_fresh_start_gives_the_same_figures(
+    tmp_path: Path, recording: Path
+) -> None:
+    config = demo_config(tmp_path, recording)
+    _, _, first, _ = await run_node(config)
+    _, _, second, _ = await run_node(config)
+    assert len(second["tables"]["contributions"]) == 3
+    assert second["tables"]["tickers"] == SLICE_ROWS
+    assert second["pool"] == first["pool"]
+    assert second["trading"] == first["trading"]
+
+
+async def test_second_run_without_fresh_start_resumes_and_writes_nothing_twice(
+    tmp_path: Path, recording: Path
+) -> None:
+    config = demo_config(tmp_path, recording, fresh_start=False)
+    _, _, first, _ = await run_node(config)
+    reason, _, second, health = await run_node(config)
+    assert reason == "recording slice.csv finished"
+    assert health["plugins"]["exchange_sync"]["bars_processed"] == 0
+    assert health["plugins"]["exchange_sync"]["resumed_rows"] == SLICE_ROWS
+    assert second["tables"]["tickers"] == SLICE_ROWS
+    assert len(second["tables"]["contributions"]) == 3
+    assert second["pool"]["units"] == first["pool"]["units"] == Decimal(10000)
+    assert second["trading"]["trades"] == first["trading"]["trades"]
+    assert [e["ref"] for e in second["tables"]["entries"]] == [
+        e["ref"] for e in first["tables"]["entries"]
+    ]
