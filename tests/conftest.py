@@ -71,7 +71,7 @@ async def pg_url() -> AsyncIterator[str]:
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """The same test on a SQLite file and on a fresh PostgreSQL database."""
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        yield f"sqlite:///{tmp_path / 'test.db'}"
         return
     async with fresh_pg_database() as url:
         yield url

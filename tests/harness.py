@@ -50,5 +50,5 @@ async def started_node(config: CorecConfig, *channels: str) -> AsyncIterator[tup
 
 async def count_rows(store: Store, table: Any) -> int:
     """Rows in ``table`` of ``store``."""
-    async with store.read() as conn:
-        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+    query = select(func.count()).select_from(table)
+    return int(await store.read(lambda conn: conn.execute(query).scalar_one()))

@@ -61,25 +61,19 @@ async def run_node(config_path: Path) -> tuple[str, dict[str, Any], dict[str, An
 
 async def read_tables(stores: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    async with stores["trading_execution"].read() as conn:
-        out["trades"] = (await conn.execute(select(trading_models.trades))).mappings().all()
-        out["positions"] = (await conn.execute(select(trading_models.positions))).mappings().all()
-    out["fills"] = await count_rows(stores["trading_execution"], trading_models.fills)
-    async with stores["capital_pool"].read() as conn:
-        out["entries"] = (await conn.execute(select(pool_models.journal_entries))).mappings().all()
-        out["lines"] = (await conn.execute(select(pool_models.journal_lines))).mappings().all()
-        out["contributions"] = (
-            (await conn.execute(select(pool_models.contributions))).mappings().all()
-        )
-        out["pool_state"] = (
-            (
-                await conn.execute(
-                    select(pool_models.pool_state).order_by(pool_models.pool_state.c.seq)
-                )
-            )
-            .mappings()
-            .all()
-        )
+
+    def rows(conn: Any, query: Any) -> list[Any]:
+        return list(conn.execute(query).mappings().all())
+
+    trading, pool = stores["trading_execution"], stores["capital_pool"]
+    out["trades"] = await trading.read(lambda c: rows(c, select(trading_models.trades)))
+    out["positions"] = await trading.read(lambda c: rows(c, select(trading_models.positions)))
+    out["fills"] = await count_rows(trading, trading_models.fills)
+    out["entries"] = await pool.read(lambda c: rows(c, select(pool_models.journal_entries)))
+    out["lines"] = await pool.read(lambda c: rows(c, select(pool_models.journal_lines)))
+    out["contributions"] = await pool.read(lambda c: rows(c, select(pool_models.contributions)))
+    states = select(pool_models.pool_state).order_by(pool_models.pool_state.c.seq)
+    out["pool_state"] = await pool.read(lambda c: rows(c, states))
     out["tickers"] = await count_rows(stores["exchange_sync"], sync_models.tickers)
     out["alerts"] = await count_rows(stores["alert_manager"], alert_models.alerts)
     return out

@@ -292,5 +292,5 @@ def test_db_upgrade_creates_every_database(tmp_path: Path) -> None:
     result = corec("db", "upgrade", "--config", config, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for name in ("exchange_sync", "trading_execution", "capital_pool", "alert_manager"):
-        assert f"{name}: sqlite+aiosqlite at revision 0001" in result.stdout
+        assert f"{name}: sqlite at revision 0001" in result.stdout
         assert (tmp_path / "var" / f"{name}.db").exists()

@@ -81,7 +81,7 @@ def test_database_url_defaults_under_data_dir(load: Load, tmp_path: Path) -> Non
         "alert_manager:\n  database_url: postgresql+asyncpg://corec@db/alerts\n"
     )
     assert config.database_url("capital_pool") == (
-        f"sqlite+aiosqlite:///{tmp_path / 'data' / 'capital_pool.db'}"
+        f"sqlite:///{tmp_path / 'data' / 'capital_pool.db'}"
     )
     assert config.database_url("alert_manager") == "postgresql+asyncpg://corec@db/alerts"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import threading
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -47,8 +49,7 @@ EXACT_VALUES = [
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[Store]:
     store = Store(db_url, name="test")
-    async with store.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    await store.write(metadata.create_all)
     try:
         yield store
     finally:
@@ -69,11 +70,9 @@ async def test_decimal_column_round_trips_exact_values(store: Store) -> None:
     rows = [{"id": n, "amount_usd": value} for n, value in enumerate(EXACT_VALUES)]
     rows.append({"id": 100, "amount_usd": None})
     rows.append({"id": 101, "amount_usd": 7})  # int is exact too
-    async with store.begin() as conn:
-        await conn.execute(amounts.insert(), rows)
-    async with store.begin() as conn:
-        result = await conn.execute(sa.select(amounts.c.id, amounts.c.amount_usd))
-        got = dict(result.all())
+    await store.write(lambda conn: conn.execute(amounts.insert(), rows))
+    query = sa.select(amounts.c.id, amounts.c.amount_usd)
+    got = dict(await store.read(lambda conn: conn.execute(query).all()))
     for n, value in enumerate(EXACT_VALUES):
         assert isinstance(got[n], Decimal)
         assert got[n] == value, (n, got[n], value)
@@ -83,32 +82,30 @@ async def test_decimal_column_round_trips_exact_values(store: Store) -> None:
 
 
 async def test_decimal_column_sums_in_the_database_stay_exact(store: Store) -> None:
-    async with store.begin() as conn:
-        await conn.execute(
-            amounts.insert(),
-            [{"id": n, "amount_usd": Decimal("0.1")} for n in range(3)],
-        )
-    async with store.begin() as conn:
-        rows = (await conn.execute(sa.select(amounts.c.amount_usd))).scalars().all()
+    tenths = [{"id": n, "amount_usd": Decimal("0.1")} for n in range(3)]
+    await store.write(lambda conn: conn.execute(amounts.insert(), tenths))
+    query = sa.select(amounts.c.amount_usd)
+    rows = await store.read(lambda conn: conn.execute(query).scalars().all())
     assert sum(rows, Decimal(0)) == Decimal("0.3")
 
 
 @pytest.mark.parametrize("value", [1.5, 0.1, True, "1.5"])
 async def test_decimal_column_refuses_non_decimals(store: Store, value: Any) -> None:
     with pytest.raises(StatementError) as caught:
-        async with store.begin() as conn:
-            await conn.execute(amounts.insert(), [{"id": 1, "amount_usd": value}])
+        await store.write(
+            lambda conn: conn.execute(amounts.insert(), [{"id": 1, "amount_usd": value}])
+        )
     assert isinstance(caught.value.orig, TypeError)
     assert "decimal column needs Decimal" in str(caught.value.orig)
-    async with store.begin() as conn:
-        assert (await conn.execute(sa.select(sa.func.count()).select_from(amounts))).scalar() == 0
+    count = sa.select(sa.func.count()).select_from(amounts)
+    assert await store.read(lambda conn: conn.execute(count).scalar()) == 0
 
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "sNaN"])
 async def test_decimal_column_refuses_nan_and_infinity(store: Store, value: str) -> None:
+    row = {"id": 1, "amount_usd": Decimal(value)}
     with pytest.raises(StatementError) as caught:
-        async with store.begin() as conn:
-            await conn.execute(amounts.insert(), [{"id": 1, "amount_usd": Decimal(value)}])
+        await store.write(lambda conn: conn.execute(amounts.insert(), [row]))
     assert isinstance(caught.value.orig, ValueError)
     assert "decimal column refuses" in str(caught.value.orig)
 
@@ -162,12 +159,10 @@ async def test_every_plugin_migrates_to_head_matching_its_models(
                 )
                 return compare_metadata(context, models)
 
-            async with stores[name].begin() as conn:
-                differences = await conn.run_sync(diff)
+            differences = await stores[name].read(diff)
             assert differences == [], f"{name}: models and migrations differ: {differences}"
 
-        async with stores["capital_pool"].begin() as conn:
-            tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
+        tables = await stores["capital_pool"].read(lambda c: set(sa.inspect(c).get_table_names()))
         assert tables == expected_tables  # no stray table from a migration
     finally:
         for store in stores.values():
@@ -181,8 +176,9 @@ async def test_upgrade_twice_is_a_no_op(db_url: str, plugin_classes: dict[str, A
     try:
         first = await upgrade(store, cls.migrations)
         members = models.tables["members"]
-        async with store.begin() as conn:
-            await conn.execute(members.insert(), [{"name": "alice", "created_ts_ns": 1}])
+        await store.write(
+            lambda conn: conn.execute(members.insert(), [{"name": "alice", "created_ts_ns": 1}])
+        )
 
         def schema(sync_conn: Any) -> dict[str, list[str]]:
             inspector = sa.inspect(sync_conn)
@@ -191,12 +187,11 @@ async def test_upgrade_twice_is_a_no_op(db_url: str, plugin_classes: dict[str, A
                 for table in sorted(inspector.get_table_names())
             }
 
-        async with store.begin() as conn:
-            before = await conn.run_sync(schema)
+        before = await store.read(schema)
         assert await upgrade(store, cls.migrations) == first
-        async with store.begin() as conn:
-            after = await conn.run_sync(schema)
-            names = (await conn.execute(sa.select(members.c.name))).scalars().all()
+        after = await store.read(schema)
+        query = sa.select(members.c.name)
+        names = await store.read(lambda conn: conn.execute(query).scalars().all())
         assert after == before
         assert names == ["alice"]
     finally:
@@ -206,24 +201,18 @@ async def test_upgrade_twice_is_a_no_op(db_url: str, plugin_classes: dict[str, A
 # -- insert-or-ignore and upsert ------------------------------------------------------
 async def test_insert_ignoring_duplicates_skips_existing_rows(store: Store) -> None:
     stmt = insert_ignoring_duplicates(fills, store.dialect, ["fill_id"])
-    async with store.begin() as conn:
-        await conn.execute(
-            stmt,
-            [
-                {"fill_id": "f1", "quantity": Decimal("0.5"), "note": "first"},
-                {"fill_id": "f2", "quantity": Decimal("0.25"), "note": "first"},
-            ],
-        )
-    async with store.begin() as conn:
-        await conn.execute(
-            stmt,
-            [
-                {"fill_id": "f2", "quantity": Decimal("9"), "note": "again"},
-                {"fill_id": "f3", "quantity": Decimal("0.125"), "note": "new"},
-            ],
-        )
-    async with store.begin() as conn:
-        rows = (await conn.execute(sa.select(fills).order_by(fills.c.fill_id))).all()
+    first = [
+        {"fill_id": "f1", "quantity": Decimal("0.5"), "note": "first"},
+        {"fill_id": "f2", "quantity": Decimal("0.25"), "note": "first"},
+    ]
+    second = [
+        {"fill_id": "f2", "quantity": Decimal("9"), "note": "again"},
+        {"fill_id": "f3", "quantity": Decimal("0.125"), "note": "new"},
+    ]
+    await store.write(lambda conn: conn.execute(stmt, first))
+    await store.write(lambda conn: conn.execute(stmt, second))
+    query = sa.select(fills).order_by(fills.c.fill_id)
+    rows = await store.read(lambda conn: conn.execute(query).all())
     assert [tuple(r) for r in rows] == [
         ("f1", Decimal("0.5"), "first"),
         ("f2", Decimal("0.25"), "first"),
@@ -233,11 +222,13 @@ async def test_insert_ignoring_duplicates_skips_existing_rows(store: Store) -> N
 
 async def test_upsert_updates_the_named_columns(store: Store) -> None:
     stmt = upsert(fills, store.dialect, ["fill_id"], ["quantity"])
-    async with store.begin() as conn:
-        await conn.execute(stmt, [{"fill_id": "f1", "quantity": Decimal("1"), "note": "first"}])
-        await conn.execute(stmt, [{"fill_id": "f1", "quantity": Decimal("2"), "note": "second"}])
-    async with store.begin() as conn:
-        rows = (await conn.execute(sa.select(fills))).all()
+
+    def write(conn: sa.Connection) -> None:
+        conn.execute(stmt, [{"fill_id": "f1", "quantity": Decimal("1"), "note": "first"}])
+        conn.execute(stmt, [{"fill_id": "f1", "quantity": Decimal("2"), "note": "second"}])
+
+    await store.write(write)
+    rows = await store.read(lambda conn: conn.execute(sa.select(fills)).all())
     assert [tuple(r) for r in rows] == [("f1", Decimal("2"), "first")]
 
 
@@ -249,52 +240,73 @@ def test_upserts_need_a_known_dialect() -> None:
 
 
 # -- the store itself -----------------------------------------------------------------
-async def test_session_rolls_back_on_error(store: Store) -> None:
+async def test_write_rolls_back_on_error(store: Store) -> None:
+    def fails(conn: sa.Connection) -> None:
+        conn.execute(amounts.insert(), [{"id": 1, "amount_usd": Decimal(1)}])
+        raise RuntimeError("abort")
+
     with pytest.raises(RuntimeError, match="abort"):
-        async with store.session() as session:
-            await session.execute(amounts.insert(), [{"id": 1, "amount_usd": Decimal(1)}])
-            raise RuntimeError("abort")
-    async with store.session() as session:
-        await session.execute(amounts.insert(), [{"id": 2, "amount_usd": Decimal(2)}])
-    async with store.begin() as conn:
-        ids = (await conn.execute(sa.select(amounts.c.id))).scalars().all()
+        await store.write(fails)
+    await store.write(
+        lambda conn: conn.execute(amounts.insert(), [{"id": 2, "amount_usd": Decimal(2)}])
+    )
+    ids = await store.read(lambda conn: conn.execute(sa.select(amounts.c.id)).scalars().all())
     assert ids == [2]
 
 
-async def test_read_sees_committed_data_without_waiting_for_a_writer(
-    store: Store, db_url: str
-) -> None:
-    reader = Store(db_url, name="reader")
+async def test_a_disposed_store_refuses_work(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}", name="x")
+    await store.write(metadata.create_all)
+    await store.dispose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.read(lambda conn: conn.execute(sa.select(amounts.c.id)).all())
+
+
+async def test_sqlite_read_sees_committed_data_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    # SQLite only: there a writer holds a file lock for its whole transaction. (On
+    # PostgreSQL, MVCC gives the same guarantee, and a work function runs on the event
+    # loop, so the blocking trick below cannot be used there.)
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    store, reader = Store(url, name="writer"), Store(url, name="reader")
+    await store.write(metadata.create_all)
+    count = sa.select(sa.func.count()).select_from(amounts)
+    inserted, release = threading.Event(), threading.Event()
+
+    def slow_write(conn: sa.Connection) -> None:
+        conn.execute(amounts.insert(), [{"id": 1, "amount_usd": Decimal("1.5")}])
+        inserted.set()
+        release.wait(5)  # hold the write transaction (and SQLite's write lock) open
+
     try:
-        count = sa.select(sa.func.count()).select_from(amounts)
-        async with store.begin() as writer:
-            await writer.execute(amounts.insert(), [{"id": 1, "amount_usd": Decimal("1.5")}])
-
-            async def read_count() -> int:
-                async with reader.read() as conn:
-                    return (await conn.execute(count)).scalar_one()
-
-            # the writer holds its lock (BEGIN IMMEDIATE on SQLite): a read must not wait
-            assert await asyncio.wait_for(read_count(), 2) == 0
-        assert await asyncio.wait_for(read_count(), 2) == 1
-        async with reader.read() as conn:
-            value = (await conn.execute(sa.select(amounts.c.amount_usd))).scalar_one()
+        writing = asyncio.create_task(store.write(slow_write))
+        await asyncio.to_thread(inserted.wait, 5)
+        # the writer holds its lock: a read must not wait, and sees the last commit
+        assert await asyncio.wait_for(reader.read(lambda c: c.execute(count).scalar_one()), 2) == 0
+        release.set()
+        await writing
+        assert await reader.read(lambda c: c.execute(count).scalar_one()) == 1
+        value = await reader.read(lambda c: c.execute(sa.select(amounts.c.amount_usd)).scalar_one())
         assert value == Decimal("1.5")
     finally:
+        release.set()
         await reader.dispose()
+        await store.dispose()
 
 
-async def test_sqlite_pragmas(tmp_path: Path) -> None:
-    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'nested' / 'dir' / 'x.db'}", name="x")
+@pytest.mark.parametrize("scheme", ["sqlite", "sqlite+aiosqlite"])
+async def test_sqlite_pragmas(tmp_path: Path, scheme: str) -> None:
+    store = Store(f"{scheme}:///{tmp_path / 'nested' / 'dir' / 'x.db'}", name="x")
     try:
         assert store.dialect == "sqlite"
         assert (tmp_path / "nested" / "dir").is_dir()  # the folder is created
-        async with store.begin() as conn:
-            values = {
-                pragma: (await conn.exec_driver_sql(f"PRAGMA {pragma}")).scalar()
+
+        def pragmas(conn: sa.Connection) -> dict[str, Any]:
+            return {
+                pragma: conn.exec_driver_sql(f"PRAGMA {pragma}").scalar()
                 for pragma in ("journal_mode", "busy_timeout", "synchronous", "foreign_keys")
             }
-        assert values == {
+
+        assert await store.write(pragmas) == {
             "journal_mode": "wal",
             "busy_timeout": 10_000,
             "synchronous": 1,  # NORMAL
@@ -305,26 +317,29 @@ async def test_sqlite_pragmas(tmp_path: Path) -> None:
 
 
 async def test_sqlite_concurrent_writers_do_not_fail_with_locked(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    # two stores on one file stand for two processes (a node and the CLI): each has its
+    # own thread and connection, so they contend for SQLite's lock for real
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
     writers = [Store(url, name="a"), Store(url, name="b")]
     try:
-        async with writers[0].begin() as conn:
-            await conn.run_sync(metadata.create_all)
-            await conn.execute(amounts.insert(), [{"id": 1, "amount_usd": Decimal(0)}])
 
-        async def increment(store: Store) -> None:
+        def setup(conn: sa.Connection) -> None:
+            metadata.create_all(conn)
+            conn.execute(amounts.insert(), [{"id": 1, "amount_usd": Decimal(0)}])
+
+        await writers[0].write(setup)
+
+        def increment(conn: sa.Connection) -> None:
             # read, then write: a deferred transaction would fail with "database is locked"
-            async with store.begin() as conn:
-                query = sa.select(amounts.c.amount_usd).where(amounts.c.id == 1)
-                value = (await conn.execute(query)).scalar_one()
-                await asyncio.sleep(0.001)
-                await conn.execute(
-                    amounts.update().where(amounts.c.id == 1).values(amount_usd=value + 1)
-                )
+            query = sa.select(amounts.c.amount_usd).where(amounts.c.id == 1)
+            value = conn.execute(query).scalar_one()
+            time.sleep(0.001)
+            conn.execute(amounts.update().where(amounts.c.id == 1).values(amount_usd=value + 1))
 
-        await asyncio.gather(*(increment(writers[n % 2]) for n in range(20)))
-        async with writers[1].begin() as conn:
-            total = (await conn.execute(sa.select(amounts.c.amount_usd))).scalar_one()
+        await asyncio.gather(*(writers[n % 2].write(increment) for n in range(20)))
+        total = await writers[1].read(
+            lambda c: c.execute(sa.select(amounts.c.amount_usd)).scalar_one()
+        )
         assert total == Decimal(20)
     finally:
         for store in writers:

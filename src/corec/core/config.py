@@ -98,13 +98,13 @@ class CorecConfig(FrozenModel):
     sections: dict[str, BaseModel]
 
     def database_url(self, plugin: str) -> str:
-        """The plugin's database URL: its ``database_url`` field, else a SQLite file
-        ``<data_dir>/<plugin>.db``."""
+        """The plugin's database URL: its ``database_url`` field, else the SQLite file
+        ``sqlite:///<data_dir>/<plugin>.db``."""
         section = self.sections.get(plugin)
         url = getattr(section, "database_url", None)
         if url:
             return str(url)
-        return f"sqlite+aiosqlite:///{self.node.data_dir / f'{plugin}.db'}"
+        return f"sqlite:///{self.node.data_dir / f'{plugin}.db'}"
 
 
 class _DecimalLoader(yaml.SafeLoader):

@@ -47,7 +47,7 @@ class PluginConfig(FrozenModel):
     """Base of every plugin's config model.
 
     Fields:
-        database_url: this plugin's database; default ``sqlite+aiosqlite:///<data_dir>/<name>.db``.
+        database_url: this plugin's database; default ``sqlite:///<data_dir>/<name>.db``.
             Put credentials in the environment (``COREC__<PLUGIN>__DATABASE_URL``), not in git.
     """
 

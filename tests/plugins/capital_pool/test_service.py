@@ -128,27 +128,25 @@ async def open_service(
 
 
 async def counts(store: Store) -> dict[str, int]:
-    async with store.begin() as conn:
+    def count(conn: Any) -> dict[str, int]:
         return {
-            table.name: (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+            table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()
             for table in COUNTED
         }
 
+    return await store.read(count)
+
 
 async def rows(store: Store, table: Any, order_by: Any = None) -> list[dict[str, Any]]:
-    async with store.begin() as conn:
-        query = select(table)
-        if order_by is not None:
-            query = query.order_by(order_by)
-        return [dict(r) for r in (await conn.execute(query)).mappings()]
+    query = select(table)
+    if order_by is not None:
+        query = query.order_by(order_by)
+    return await store.read(lambda conn: [dict(r) for r in conn.execute(query).mappings()])
 
 
 async def journal_seqs(store: Store) -> list[int]:
-    async with store.begin() as conn:
-        result = await conn.execute(
-            select(m.journal_entries.c.seq).order_by(m.journal_entries.c.seq)
-        )
-        return list(result.scalars())
+    query = select(m.journal_entries.c.seq).order_by(m.journal_entries.c.seq)
+    return await store.read(lambda conn: list(conn.execute(query).scalars()))
 
 
 def request(stop_loss_pct: str = "4", side: Any = "long") -> AllocationRequest:

@@ -62,9 +62,8 @@ def store_of(node: Node) -> Any:
 
 
 async def stored_tickers(node: Node) -> list[dict[str, Any]]:
-    async with store_of(node).begin() as conn:
-        query = select(m.tickers).order_by(m.tickers.c.exchange_ts_ns, m.tickers.c.symbol)
-        return [dict(r) for r in (await conn.execute(query)).mappings()]
+    query = select(m.tickers).order_by(m.tickers.c.exchange_ts_ns, m.tickers.c.symbol)
+    return await store_of(node).read(lambda conn: [dict(r) for r in conn.execute(query).mappings()])
 
 
 def ts_ns(text: str) -> int:

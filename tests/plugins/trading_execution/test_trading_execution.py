@@ -119,8 +119,7 @@ def strategy_health(node: Node) -> dict[str, Any]:
 async def stored(node: Node, table: Any) -> list[dict[str, Any]]:
     store = node.store("trading_execution")
     assert store is not None
-    async with store.begin() as conn:
-        return [dict(r) for r in (await conn.execute(select(table))).mappings()]
+    return await store.read(lambda conn: [dict(r) for r in conn.execute(select(table)).mappings()])
 
 
 # -- the happy path -------------------------------------------------------------------------

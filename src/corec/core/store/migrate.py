@@ -1,4 +1,4 @@
-"""Alembic migrations per plugin, run on an async engine.
+"""Alembic migrations per plugin, run through the plugin's :class:`Store`.
 
 Each plugin with tables has a ``migrations/`` folder (Alembic script location) whose
 ``env.py`` is two lines::
@@ -66,8 +66,7 @@ async def upgrade(store: Store, script_location: Path) -> str | None:
             sync_connection, opts={"version_table": store.version_table}
         ).get_current_revision()
 
-    async with store.begin() as conn:
-        return await conn.run_sync(_run)
+    return await store.write(_run)
 
 
 async def current_revision(store: Store) -> str | None:
@@ -78,8 +77,7 @@ async def current_revision(store: Store) -> str | None:
             sync_connection, opts={"version_table": store.version_table}
         ).get_current_revision()
 
-    async with store.read() as conn:
-        return await conn.run_sync(_current)
+    return await store.read(_current)
 
 
 def head_revision(script_location: Path) -> str | None:
@@ -113,5 +111,4 @@ async def revision(
         assert script is not None and not isinstance(script, list)
         return script.revision
 
-    async with store.begin() as conn:
-        return await conn.run_sync(_run)
+    return await store.write(_run)

@@ -25,6 +25,7 @@ from corec.plugins.alert_manager.config import AlertManagerConfig
 from corec.plugins.alert_manager.manager import LOG_LEVEL_BY_SEVERITY, Deduplicator
 
 alert_log = structlog.get_logger("corec.alerts")
+_REPEAT = update(m.alerts).where(m.alerts.c.alert_id == bindparam("key_alert_id"))
 
 
 class AlertManagerPlugin(Plugin):
@@ -53,19 +54,19 @@ class AlertManagerPlugin(Plugin):
 
     async def _restore_firings(self) -> None:
         since = self.ctx.clock.now_ns() - self.dedup.ttl_ns
-        async with self.ctx.store.read() as conn:  # type: ignore[union-attr]
-            rows = await conn.execute(
-                select(
-                    m.alerts.c.fingerprint,
-                    m.alerts.c.alert_id,
-                    m.alerts.c.first_ts_ns,
-                    m.alerts.c.occurrences,
-                )
-                .where(m.alerts.c.first_ts_ns >= since)
-                .order_by(m.alerts.c.first_ts_ns)
+        query = (
+            select(
+                m.alerts.c.fingerprint,
+                m.alerts.c.alert_id,
+                m.alerts.c.first_ts_ns,
+                m.alerts.c.occurrences,
             )
-            for fp, alert_id, first_ts_ns, occurrences in rows:
-                self.dedup.restore(fp, alert_id, first_ts_ns, occurrences)
+            .where(m.alerts.c.first_ts_ns >= since)
+            .order_by(m.alerts.c.first_ts_ns)
+        )
+        rows = await self.ctx.store.read(lambda conn: conn.execute(query).all())  # type: ignore[union-attr]
+        for fp, alert_id, first_ts_ns, occurrences in rows:
+            self.dedup.restore(fp, alert_id, first_ts_ns, occurrences)
 
     # -- sources ------------------------------------------------------------------------
     async def _on_alert(self, event: Event) -> None:
@@ -114,32 +115,27 @@ class AlertManagerPlugin(Plugin):
         decision = self.dedup.decide(alert, ts_ns)
         store = self.ctx.store
         assert store is not None
-        async with store.begin() as conn:
-            if decision.duplicate:
-                await conn.execute(
-                    update(m.alerts).where(m.alerts.c.alert_id == bindparam("key_alert_id")),
-                    dict(
-                        key_alert_id=decision.alert_id,
-                        last_ts_ns=ts_ns,
-                        occurrences=decision.occurrences,
-                    ),
-                )
-            else:
-                await conn.execute(
-                    insert(m.alerts),
-                    dict(
-                        alert_id=decision.alert_id,
-                        fingerprint=decision.fingerprint,
-                        name=alert.name,
-                        severity=decision.severity,
-                        source=source,
-                        labels_json=json.dumps(alert.labels, sort_keys=True),
-                        message=alert.message,
-                        first_ts_ns=ts_ns,
-                        last_ts_ns=ts_ns,
-                        occurrences=1,
-                    ),
-                )
+        if decision.duplicate:
+            params = {
+                "key_alert_id": decision.alert_id,
+                "last_ts_ns": ts_ns,
+                "occurrences": decision.occurrences,
+            }
+            await store.write(lambda conn: conn.execute(_REPEAT, params))
+        else:
+            row = {
+                "alert_id": decision.alert_id,
+                "fingerprint": decision.fingerprint,
+                "name": alert.name,
+                "severity": decision.severity,
+                "source": source,
+                "labels_json": json.dumps(alert.labels, sort_keys=True),
+                "message": alert.message,
+                "first_ts_ns": ts_ns,
+                "last_ts_ns": ts_ns,
+                "occurrences": 1,
+            }
+            await store.write(lambda conn: conn.execute(insert(m.alerts), row))
         if decision.duplicate:
             self.deduplicated += 1
         else:
@@ -181,12 +177,9 @@ class AlertManagerPlugin(Plugin):
     async def read_status(cls, store: Store | None, config: AlertManagerConfig) -> dict[str, Any]:  # type: ignore[override]
         by_severity = dict.fromkeys(SEVERITIES, 0)
         if store is not None:
-            async with store.read() as conn:
-                rows = await conn.execute(
-                    select(m.alerts.c.severity, func.count()).group_by(m.alerts.c.severity)
-                )
-                for severity, count in rows:
-                    by_severity[severity] = count
+            query = select(m.alerts.c.severity, func.count()).group_by(m.alerts.c.severity)
+            for severity, count in await store.read(lambda conn: conn.execute(query).all()):
+                by_severity[severity] = count
         return {"total": sum(by_severity.values()), "by_severity": by_severity}
 
 
@@ -201,6 +194,5 @@ async def list_alerts(
     )
     if severity is not None:
         query = query.where(m.alerts.c.severity == severity)
-    async with store.read() as conn:
-        rows = (await conn.execute(query)).mappings().all()
+    rows = await store.read(lambda conn: conn.execute(query).mappings().all())
     return [{**dict(r), "labels": json.loads(r["labels_json"])} for r in rows]

@@ -8,18 +8,18 @@ instance) took that ``seq`` or ``ref`` first, the insert fails and
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from decimal import Decimal
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corec.core import money
 from corec.core.errors import ConcurrencyConflict
 from corec.core.store import Store
 from corec.plugins.capital_pool import models as m
 from corec.plugins.capital_pool.ledger import (
+    MEMBER_PREFIX,
     Allocation,
     JournalEntry,
     Ledger,
@@ -28,57 +28,59 @@ from corec.plugins.capital_pool.ledger import (
     Rules,
 )
 
-Extra = Callable[[AsyncConnection], Awaitable[None]]
+Extra = Callable[[Connection], None]
+"""More rows to write in the same transaction as a journal entry."""
+
+
+def _load(conn: Connection, rules: Rules) -> Ledger:
+    ledger = Ledger(rules=rules)
+    ledger.members = set(conn.execute(select(m.members.c.name)).scalars())
+    entries = conn.execute(select(m.journal_entries.c.seq, m.journal_entries.c.ref)).all()
+    ledger.refs = {row.ref for row in entries}
+    ledger.seq = max((row.seq for row in entries), default=0)
+    lines = conn.execute(
+        select(m.journal_lines.c.account, m.journal_lines.c.amount_usd, m.journal_lines.c.units)
+    )
+    for account, amount, units in lines:
+        ledger.balances[account] = ledger.balances.get(account, Decimal(0)) + amount
+        if units:
+            member = account.removeprefix(MEMBER_PREFIX)
+            ledger.member_units[member] = ledger.member_units.get(member, Decimal(0)) + units
+    for row in conn.execute(
+        select(m.allocations).where(m.allocations.c.status == "open")
+    ).mappings():
+        position = None
+        if row["trade_id"] is not None:
+            position = Position(
+                trade_id=row["trade_id"],
+                side=row["side"],
+                quantity=row["quantity"],
+                entry_price=row["entry_price"],
+                entry_fee_usd=row["entry_fee_usd"],
+                opened_ts_ns=row["opened_ts_ns"],
+            )
+        ledger.add_allocation(
+            Allocation(
+                allocation_id=row["allocation_id"],
+                strategy=row["strategy"],
+                exchange=row["exchange"],
+                market=row["market"],
+                symbol=row["symbol"],
+                side=row["side"],
+                amount_usd=row["amount_usd"],
+                granted_ts_ns=row["granted_ts_ns"],
+                position=position,
+            )
+        )
+    for row in conn.execute(select(m.marks)):
+        ledger.mark((row.exchange, row.market, row.symbol), row.price)
+    return ledger
 
 
 async def load_ledger(store: Store, rules: Rules) -> Ledger:
-    """Rebuild the in-memory :class:`Ledger` from the journal, open allocations and marks."""
-    ledger = Ledger(rules=rules)
-    async with store.read() as conn:
-        ledger.members = set((await conn.execute(select(m.members.c.name))).scalars())
-        entries = (
-            await conn.execute(select(m.journal_entries.c.seq, m.journal_entries.c.ref))
-        ).all()
-        ledger.refs = {row.ref for row in entries}
-        ledger.seq = max((row.seq for row in entries), default=0)
-        lines = await conn.execute(
-            select(m.journal_lines.c.account, m.journal_lines.c.amount_usd, m.journal_lines.c.units)
-        )
-        for account, amount, units in lines:
-            ledger.balances[account] = ledger.balances.get(account, Decimal(0)) + amount
-            if units:
-                member = account.removeprefix("equity:member:")
-                ledger.member_units[member] = ledger.member_units.get(member, Decimal(0)) + units
-        open_rows = await conn.execute(
-            select(m.allocations).where(m.allocations.c.status == "open")
-        )
-        for row in open_rows.mappings():
-            position = None
-            if row["trade_id"] is not None:
-                position = Position(
-                    trade_id=row["trade_id"],
-                    side=row["side"],
-                    quantity=row["quantity"],
-                    entry_price=row["entry_price"],
-                    entry_fee_usd=row["entry_fee_usd"],
-                    opened_ts_ns=row["opened_ts_ns"],
-                )
-            ledger.add_allocation(
-                Allocation(
-                    allocation_id=row["allocation_id"],
-                    strategy=row["strategy"],
-                    exchange=row["exchange"],
-                    market=row["market"],
-                    symbol=row["symbol"],
-                    side=row["side"],
-                    amount_usd=row["amount_usd"],
-                    granted_ts_ns=row["granted_ts_ns"],
-                    position=position,
-                )
-            )
-        for row in await conn.execute(select(m.marks)):
-            ledger.mark((row.exchange, row.market, row.symbol), row.price)
-    return ledger
+    """Rebuild the in-memory :class:`Ledger` from the journal, open allocations and marks
+    (one consistent snapshot)."""
+    return await store.read(lambda conn: _load(conn, rules))
 
 
 def _state_row(entry: JournalEntry, figures: PoolFigures) -> dict[str, object]:
@@ -104,33 +106,36 @@ async def append_entry(
     Raises:
         ConcurrencyConflict: ``entry.seq`` or ``entry.ref`` exists already.
     """
+
+    def write(conn: Connection) -> None:
+        conn.execute(
+            insert(m.journal_entries),
+            {
+                "seq": entry.seq,
+                "ts_ns": entry.ts_ns,
+                "kind": entry.kind,
+                "ref": entry.ref,
+                "memo": entry.memo[:256],
+            },
+        )
+        conn.execute(
+            insert(m.journal_lines),
+            [
+                {
+                    "entry_seq": entry.seq,
+                    "account": ln.account,
+                    "amount_usd": ln.amount_usd,
+                    "units": ln.units,
+                }
+                for ln in entry.lines
+            ],
+        )
+        conn.execute(insert(m.pool_state), _state_row(entry, after))
+        if extra is not None:
+            extra(conn)
+
     try:
-        async with store.begin() as conn:
-            await conn.execute(
-                insert(m.journal_entries),
-                dict(
-                    seq=entry.seq,
-                    ts_ns=entry.ts_ns,
-                    kind=entry.kind,
-                    ref=entry.ref,
-                    memo=entry.memo[:256],
-                ),
-            )
-            await conn.execute(
-                insert(m.journal_lines),
-                [
-                    {
-                        "entry_seq": entry.seq,
-                        "account": ln.account,
-                        "amount_usd": ln.amount_usd,
-                        "units": ln.units,
-                    }
-                    for ln in entry.lines
-                ],
-            )
-            await conn.execute(insert(m.pool_state), dict(**_state_row(entry, after)))
-            if extra is not None:
-                await extra(conn)
+        await store.write(write)
     except IntegrityError as exc:
         raise ConcurrencyConflict(
             f"journal entry {entry.seq} ({entry.ref}) was written by another writer"
@@ -139,45 +144,46 @@ async def append_entry(
 
 async def add_member(store: Store, name: str, ts_ns: int) -> bool:
     """Register ``name``; returns False when it exists already."""
-    async with store.begin() as conn:
-        exists = (
-            await conn.execute(select(m.members.c.name).where(m.members.c.name == name))
-        ).first()
-        if exists:
+
+    def write(conn: Connection) -> bool:
+        if conn.execute(select(m.members.c.name).where(m.members.c.name == name)).first():
             return False
-        await conn.execute(insert(m.members), dict(name=name, created_ts_ns=ts_ns))
+        conn.execute(insert(m.members), {"name": name, "created_ts_ns": ts_ns})
         return True
+
+    return await store.write(write)
+
+
+_RECORD_POSITION = update(m.allocations).where(
+    m.allocations.c.allocation_id == bindparam("key_allocation_id")
+)
 
 
 async def record_position(store: Store, allocation: Allocation) -> None:
     """Store the fill of an open allocation (quantity, entry price, fee)."""
     pos = allocation.position
     assert pos is not None
-    async with store.begin() as conn:
-        await conn.execute(
-            update(m.allocations).where(
-                m.allocations.c.allocation_id == bindparam("key_allocation_id")
-            ),
-            dict(
-                key_allocation_id=allocation.allocation_id,
-                trade_id=pos.trade_id,
-                quantity=pos.quantity,
-                entry_price=pos.entry_price,
-                entry_fee_usd=pos.entry_fee_usd,
-                opened_ts_ns=pos.opened_ts_ns,
-            ),
-        )
+    params = {
+        "key_allocation_id": allocation.allocation_id,
+        "trade_id": pos.trade_id,
+        "quantity": pos.quantity,
+        "entry_price": pos.entry_price,
+        "entry_fee_usd": pos.entry_fee_usd,
+        "opened_ts_ns": pos.opened_ts_ns,
+    }
+    await store.write(lambda conn: conn.execute(_RECORD_POSITION, params))
 
 
 async def save_marks(store: Store, marks: dict[tuple[str, str, str], Decimal], ts_ns: int) -> None:
     """Replace the stored marks with ``marks`` (for NAV while no node runs)."""
-    async with store.begin() as conn:
-        await conn.execute(m.marks.delete())
-        if marks:
-            await conn.execute(
-                insert(m.marks),
-                [
-                    {"exchange": e, "market": mk, "symbol": s, "price": price, "ts_ns": ts_ns}
-                    for (e, mk, s), price in marks.items()
-                ],
-            )
+    rows = [
+        {"exchange": e, "market": mk, "symbol": s, "price": price, "ts_ns": ts_ns}
+        for (e, mk, s), price in marks.items()
+    ]
+
+    def write(conn: Connection) -> None:
+        conn.execute(m.marks.delete())
+        if rows:
+            conn.execute(insert(m.marks), rows)
+
+    await store.write(write)

@@ -15,8 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from corec.core import channels, money
 from corec.core.clock import Clock
@@ -152,7 +151,7 @@ class PoolService:
     async def _write(
         self,
         build: Callable[[Ledger], JournalEntry | None],
-        extra: Callable[[JournalEntry], Callable[[AsyncConnection], Awaitable[None]] | None],
+        extra: Callable[[JournalEntry], Callable[[Connection], None] | None],
         on_applied: Callable[[JournalEntry], None] | None = None,
     ) -> tuple[JournalEntry | None, PoolFigures, PoolFigures]:
         """Validate with ``build``, apply, store atomically; reload and retry on conflict."""
@@ -222,9 +221,9 @@ class PoolService:
             price[:] = [ledger.figures().nav_per_unit]
             return ledger.contribution(cid, member, amount_usd, ts_ns)
 
-        def extra(entry: JournalEntry) -> Callable[[AsyncConnection], Awaitable[None]]:
-            async def write(conn: AsyncConnection) -> None:
-                await conn.execute(
+        def extra(entry: JournalEntry) -> Callable[[Connection], None]:
+            def write(conn: Connection) -> None:
+                conn.execute(
                     insert(m.contributions),
                     dict(
                         contribution_id=cid,
@@ -278,9 +277,9 @@ class PoolService:
             price[:] = [ledger.figures().nav_per_unit]
             return ledger.withdrawal(wid, member, amount_usd, ts_ns)
 
-        def extra(entry: JournalEntry) -> Callable[[AsyncConnection], Awaitable[None]]:
-            async def write(conn: AsyncConnection) -> None:
-                await conn.execute(
+        def extra(entry: JournalEntry) -> Callable[[Connection], None]:
+            def write(conn: Connection) -> None:
+                conn.execute(
                     insert(m.withdrawals),
                     dict(
                         withdrawal_id=wid,
@@ -315,12 +314,8 @@ class PoolService:
         return record
 
     async def _stored_flow(self, table: Any, id_column: str, flow_id: str) -> Any:
-        async with self.store.read() as conn:
-            row = (
-                (await conn.execute(select(table).where(table.c[id_column] == flow_id)))
-                .mappings()
-                .one()
-            )
+        query = select(table).where(table.c[id_column] == flow_id)
+        row = await self.store.read(lambda conn: conn.execute(query).mappings().one())
         cls = ContributionRecorded if table is m.contributions else WithdrawalRecorded
         return cls(
             **{id_column: flow_id},
@@ -352,9 +347,9 @@ class PoolService:
                 self._allocation(allocation_id, request, decided[0].amount_usd, ts_ns)
             )
 
-        def extra(entry: JournalEntry) -> Callable[[AsyncConnection], Awaitable[None]]:
-            async def write(conn: AsyncConnection) -> None:
-                await conn.execute(
+        def extra(entry: JournalEntry) -> Callable[[Connection], None]:
+            def write(conn: Connection) -> None:
+                conn.execute(
                     insert(m.allocations),
                     dict(
                         allocation_id=allocation_id,
@@ -451,9 +446,9 @@ class PoolService:
         def on_applied(_entry: JournalEntry) -> None:
             self.ledger.release_allocation(closed.allocation_id)
 
-        def extra(entry: JournalEntry) -> Callable[[AsyncConnection], Awaitable[None]]:
-            async def write(conn: AsyncConnection) -> None:
-                await conn.execute(
+        def extra(entry: JournalEntry) -> Callable[[Connection], None]:
+            def write(conn: Connection) -> None:
+                conn.execute(
                     update(m.allocations).where(
                         m.allocations.c.allocation_id == bindparam("key_allocation_id")
                     ),
@@ -503,9 +498,9 @@ class PoolService:
         def on_applied(_entry: JournalEntry) -> None:
             self.ledger.release_allocation(unused.allocation_id)
 
-        def extra(entry: JournalEntry) -> Callable[[AsyncConnection], Awaitable[None]]:
-            async def write(conn: AsyncConnection) -> None:
-                await conn.execute(
+        def extra(entry: JournalEntry) -> Callable[[Connection], None]:
+            def write(conn: Connection) -> None:
+                conn.execute(
                     update(m.allocations).where(
                         m.allocations.c.allocation_id == bindparam("key_allocation_id")
                     ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from corec.core.store import Store
 from corec.core.store.upsert import insert_ignoring_duplicates, upsert
@@ -63,33 +63,33 @@ class TickerWriter:
         rows, self._buffer = self._buffer, []
         if not rows and cursor is None:
             return
-        async with self.store.begin() as conn:
+        insert_rows, cursor_upsert = self._insert, self._cursor_upsert
+
+        def write(conn: Connection) -> None:
             if rows:
-                await conn.execute(self._insert, rows)
+                conn.execute(insert_rows, rows)
             if cursor is not None:
                 recording, last_ts_ns, replayed = cursor
-                await conn.execute(
-                    self._cursor_upsert,
+                conn.execute(
+                    cursor_upsert,
                     [{"recording": recording, "last_ts_ns": last_ts_ns, "rows_replayed": replayed}],
                 )
+
+        await self.store.write(write)
         self.flushed += len(rows)
 
 
 async def read_cursor(store: Store, recording: str) -> tuple[int, int]:
     """``(last_ts_ns, rows_replayed)`` of a recording, ``(0, 0)`` if never replayed."""
-    async with store.read() as conn:
-        row = (
-            await conn.execute(
-                select(m.replay_cursor.c.last_ts_ns, m.replay_cursor.c.rows_replayed).where(
-                    m.replay_cursor.c.recording == recording
-                )
-            )
-        ).first()
+    query = select(m.replay_cursor.c.last_ts_ns, m.replay_cursor.c.rows_replayed).where(
+        m.replay_cursor.c.recording == recording
+    )
+    row = await store.read(lambda conn: conn.execute(query).first())
     return (row.last_ts_ns, row.rows_replayed) if row else (0, 0)
 
 
 async def ticker_stats(store: Store) -> tuple[int, int | None]:
     """``(tickers stored, newest exchange_ts_ns)``."""
-    async with store.read() as conn:
-        row = (await conn.execute(select(func.count(), func.max(m.tickers.c.exchange_ts_ns)))).one()
+    query = select(func.count(), func.max(m.tickers.c.exchange_ts_ns))
+    row = await store.read(lambda conn: conn.execute(query).one())
     return int(row[0]), row[1]
