@@ -41,6 +41,22 @@ def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> di
     return event_dict
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at emit time, so a Rich progress bar that
+    redirects stderr prints log lines above itself instead of through the bar."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 _SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
@@ -79,7 +95,7 @@ def configure_logging(
             root.removeHandler(handler)
             handler.close()
 
-    console = logging.StreamHandler(sys.stderr)
+    console = _StderrHandler()
     console.setLevel(console_level)
     console.setFormatter(
         structlog.stdlib.ProcessorFormatter(
