@@ -7,22 +7,14 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Integer,
-    MetaData,
     String,
     Table,
     UniqueConstraint,
 )
 
-from corec.core.store import DecimalColumn
+from corec.core.store import DecimalColumn, plugin_metadata
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = plugin_metadata()
 
 members = Table(
     "members",
@@ -52,29 +44,25 @@ journal_lines = Table(
     Column("units", DecimalColumn(), nullable=False),
 )
 
-contributions = Table(
-    "contributions",
-    metadata,
-    Column("contribution_id", String(64), primary_key=True),
-    Column("member", String(64), ForeignKey("members.name"), nullable=False),
-    Column("amount_usd", DecimalColumn(), nullable=False),
-    Column("units", DecimalColumn(), nullable=False),
-    Column("nav_per_unit", DecimalColumn(), nullable=False),
-    Column("entry_seq", Integer, ForeignKey("journal_entries.seq"), nullable=False),
-    Column("ts_ns", BigInteger, nullable=False),
-)
 
-withdrawals = Table(
-    "withdrawals",
-    metadata,
-    Column("withdrawal_id", String(64), primary_key=True),
-    Column("member", String(64), ForeignKey("members.name"), nullable=False),
-    Column("amount_usd", DecimalColumn(), nullable=False),
-    Column("units", DecimalColumn(), nullable=False),
-    Column("nav_per_unit", DecimalColumn(), nullable=False),
-    Column("entry_seq", Integer, ForeignKey("journal_entries.seq"), nullable=False),
-    Column("ts_ns", BigInteger, nullable=False),
-)
+def _flow_table(name: str, id_column: str) -> Table:
+    """A contribution or withdrawal record: amount, units issued or burned (always
+    positive), the NAV per unit it was priced at, and its journal entry."""
+    return Table(
+        name,
+        metadata,
+        Column(id_column, String(64), primary_key=True),
+        Column("member", String(64), ForeignKey("members.name"), nullable=False),
+        Column("amount_usd", DecimalColumn(), nullable=False),
+        Column("units", DecimalColumn(), nullable=False),
+        Column("nav_per_unit", DecimalColumn(), nullable=False),
+        Column("entry_seq", Integer, ForeignKey("journal_entries.seq"), nullable=False),
+        Column("ts_ns", BigInteger, nullable=False),
+    )
+
+
+contributions = _flow_table("contributions", "contribution_id")
+withdrawals = _flow_table("withdrawals", "withdrawal_id")
 
 allocations = Table(
     "allocations",

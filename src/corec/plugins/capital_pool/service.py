@@ -11,6 +11,7 @@ memory never drifts from the journal.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -60,6 +61,25 @@ async def _no_publish(_channel: str, _payload: Payload, _key: str | None) -> Non
 
 async def _no_alert(_name: str, _message: str, _severity: str, _labels: dict[str, str]) -> None:
     return None
+
+
+@dataclass(frozen=True)
+class _FlowKind:
+    """What differs between a contribution and a withdrawal."""
+
+    name: str
+    table: Any
+    id_column: str
+    record: type[ContributionRecorded] | type[WithdrawalRecorded]
+    journal: Callable[[Ledger, str, str, Decimal, int], JournalEntry]
+
+
+_CONTRIBUTION = _FlowKind(
+    "contribution", m.contributions, "contribution_id", ContributionRecorded, Ledger.contribution
+)
+_WITHDRAWAL = _FlowKind(
+    "withdrawal", m.withdrawals, "withdrawal_id", WithdrawalRecorded, Ledger.withdrawal
+)
 
 
 def rules_from_config(config: CapitalPoolConfig) -> Rules:
@@ -209,53 +229,7 @@ class PoolService:
         Raises:
             UnknownMember, InvalidAmount, BelowMinimum, Insolvent: refused, nothing written.
         """
-        cid = contribution_id or new_id()
-        if f"contribution:{cid}" in self.ledger.refs:
-            return await self._stored_flow(m.contributions, "contribution_id", cid)
-        ts_ns = self.clock.now_ns()
-        price: list[Decimal] = []
-
-        def build(ledger: Ledger) -> JournalEntry | None:
-            if f"contribution:{cid}" in ledger.refs:
-                return None
-            price[:] = [ledger.figures().nav_per_unit]
-            return ledger.contribution(cid, member, amount_usd, ts_ns)
-
-        def extra(entry: JournalEntry) -> Callable[[Connection], None]:
-            def write(conn: Connection) -> None:
-                conn.execute(
-                    insert(m.contributions),
-                    dict(
-                        contribution_id=cid,
-                        member=member,
-                        amount_usd=amount_usd,
-                        units=entry.lines[1].units,
-                        nav_per_unit=money.to_stored(price[0]),
-                        entry_seq=entry.seq,
-                        ts_ns=ts_ns,
-                    ),
-                )
-
-            return write
-
-        entry, _, _ = await self._write(build, extra)
-        if entry is None:
-            return await self._stored_flow(m.contributions, "contribution_id", cid)
-        record = ContributionRecorded(
-            contribution_id=cid,
-            member=member,
-            amount_usd=amount_usd,
-            units=entry.lines[1].units,
-            nav_per_unit=price[0].quantize(money.NAV_PER_UNIT_QUANTUM),
-        )
-        await self._publish(channels.CAPITAL_DATA, record, cid)
-        log.info(
-            "contribution_recorded",
-            member=member,
-            amount_usd=str(amount_usd),
-            units=str(record.units),
-        )
-        return record
+        return await self._flow(_CONTRIBUTION, member, amount_usd, contribution_id)
 
     async def withdraw(
         self, member: str, amount_usd: Decimal, withdrawal_id: str | None = None
@@ -265,60 +239,61 @@ class PoolService:
         Raises:
             UnknownMember, InvalidAmount, InsufficientEquity, InsufficientFreeCash.
         """
-        wid = withdrawal_id or new_id()
-        if f"withdrawal:{wid}" in self.ledger.refs:
-            return await self._stored_flow(m.withdrawals, "withdrawal_id", wid)
+        return await self._flow(_WITHDRAWAL, member, amount_usd, withdrawal_id)
+
+    async def _flow(
+        self, kind: _FlowKind, member: str, amount_usd: Decimal, flow_id: str | None
+    ) -> Any:
+        """Validate, journal and record one contribution or withdrawal (at most once by id)."""
+        fid = flow_id or new_id()
+        ref = f"{kind.name}:{fid}"
+        if ref in self.ledger.refs:
+            return await self._stored_flow(kind, fid)
         ts_ns = self.clock.now_ns()
         price: list[Decimal] = []
 
         def build(ledger: Ledger) -> JournalEntry | None:
-            if f"withdrawal:{wid}" in ledger.refs:
+            if ref in ledger.refs:
                 return None
             price[:] = [ledger.figures().nav_per_unit]
-            return ledger.withdrawal(wid, member, amount_usd, ts_ns)
+            return kind.journal(ledger, fid, member, amount_usd, ts_ns)
 
         def extra(entry: JournalEntry) -> Callable[[Connection], None]:
-            def write(conn: Connection) -> None:
-                conn.execute(
-                    insert(m.withdrawals),
-                    dict(
-                        withdrawal_id=wid,
-                        member=member,
-                        amount_usd=amount_usd,
-                        units=-entry.lines[1].units,
-                        nav_per_unit=money.to_stored(price[0]),
-                        entry_seq=entry.seq,
-                        ts_ns=ts_ns,
-                    ),
-                )
-
-            return write
+            row = {
+                kind.id_column: fid,
+                "member": member,
+                "amount_usd": amount_usd,
+                "units": abs(entry.lines[1].units),
+                "nav_per_unit": money.to_stored(price[0]),
+                "entry_seq": entry.seq,
+                "ts_ns": ts_ns,
+            }
+            return lambda conn: conn.execute(insert(kind.table), row)
 
         entry, _, _ = await self._write(build, extra)
         if entry is None:
-            return await self._stored_flow(m.withdrawals, "withdrawal_id", wid)
-        record = WithdrawalRecorded(
-            withdrawal_id=wid,
+            return await self._stored_flow(kind, fid)
+        record = kind.record(
+            **{kind.id_column: fid},
             member=member,
             amount_usd=amount_usd,
-            units=-entry.lines[1].units,
+            units=abs(entry.lines[1].units),
             nav_per_unit=price[0].quantize(money.NAV_PER_UNIT_QUANTUM),
         )
-        await self._publish(channels.CAPITAL_DATA, record, wid)
+        await self._publish(channels.CAPITAL_DATA, record, fid)
         log.info(
-            "withdrawal_recorded",
+            f"{kind.name}_recorded",
             member=member,
             amount_usd=str(amount_usd),
             units=str(record.units),
         )
         return record
 
-    async def _stored_flow(self, table: Any, id_column: str, flow_id: str) -> Any:
-        query = select(table).where(table.c[id_column] == flow_id)
+    async def _stored_flow(self, kind: _FlowKind, flow_id: str) -> Any:
+        query = select(kind.table).where(kind.table.c[kind.id_column] == flow_id)
         row = await self.store.read(lambda conn: conn.execute(query).mappings().one())
-        cls = ContributionRecorded if table is m.contributions else WithdrawalRecorded
-        return cls(
-            **{id_column: flow_id},
+        return kind.record(
+            **{kind.id_column: flow_id},
             member=row["member"],
             amount_usd=row["amount_usd"],
             units=row["units"],

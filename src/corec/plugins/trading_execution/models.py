@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table
+from sqlalchemy import BigInteger, Column, Integer, String, Table
 
-from corec.core.store import DecimalColumn
+from corec.core.store import DecimalColumn, plugin_metadata
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = plugin_metadata()
 
 positions = Table(
     "positions",
