@@ -197,3 +197,105 @@ async def test_second_run_without_fresh_start_resumes_and_writes_nothing_twice(
     assert [e["ref"] for e in second["tables"]["entries"]] == [
         e["ref"] for e in first["tables"]["entries"]
     ]
+
+
+async def test_invalid_events_go_to_dead_letter_not_into_a_table(make_config: Any) -> None:
+    """A trade for an allocation that does not exist, and a wrong payload type on
+    trading_results: both dead-lettered with an alert the manager records; the ledger,
+    the trades and the alerts of the broken events stay untouched."""
+    from corec.core import channels
+    from corec.core.events import make_event
+    from corec.messages.alerts import Alert
+    from corec.messages.dead_letter import DeadLetter
+    from corec.messages.exchange_data import Ticker, TickerBatch
+    from corec.messages.trading_results import TradeClosed
+    from tests.harness import started_node
+
+    config = make_config(
+        {
+            "node": {"plugins": ["capital_pool", "alert_manager"], "clock": "replay"},
+            "capital_pool": {"members": [{"name": "alice", "opening_contribution_usd": 1000}]},
+        }
+    )
+    async with started_node(config, channels.DEAD_LETTER, channels.ALERTS) as (node, rec):
+        pool_store = node.store("capital_pool")
+        entries_before = await count_rows(pool_store, pool_models.journal_entries)
+        forged = TradeClosed(
+            trade_id="t-forged",
+            allocation_id="no-such-allocation",
+            strategy="s",
+            exchange="ftx",
+            market="futures",
+            symbol="BTC/USD:USD",
+            side="long",
+            quantity=Decimal(1),
+            entry_price=Decimal(100),
+            exit_price=Decimal(200),
+            fees_usd=Decimal(0),
+            realized_pnl_usd=Decimal(100),
+            opened_ts_ns=1,
+            closed_ts_ns=2,
+            exit_reason="signal",
+        )
+        wrong = TickerBatch(
+            tickers=(
+                Ticker(
+                    exchange="x",
+                    market="spot",
+                    symbol="A/B",
+                    last=Decimal(1),
+                    exchange_ts_ns=1,
+                    received_ts_ns=1,
+                ),
+            )
+        )
+        for payload in (forged, wrong):
+            await node.bus.publish(
+                make_event(channels.TRADING_RESULTS, payload, source="test@x", clock=node.clock)
+            )
+
+        letters = rec.payloads(DeadLetter)
+        assert [(d.channel, d.event_type, d.handler) for d in letters] == [
+            ("trading_results", "trade_closed", "capital_pool"),
+            ("trading_results", "ticker_batch", "capital_pool"),
+        ]
+        assert "no-such-allocation is not open" in letters[0].error
+        assert "not a position or trade" in letters[1].error
+        assert [a.name for a in rec.payloads(Alert)] == [
+            "pool_phase_changed",
+            "dead_letter",
+            "dead_letter",
+        ]
+        # nothing reached the ledger; the pool is what the opening contribution made it
+        assert await count_rows(pool_store, pool_models.journal_entries) == entries_before
+        assert node.plugin("capital_pool").service.ledger.nav_usd() == Decimal(1000)  # type: ignore[attr-defined]
+        stored_alerts = await count_rows(node.store("alert_manager"), alert_models.alerts)
+        assert stored_alerts == 2  # the dead_letter alert (deduplicated once) + the phase change
+
+
+async def test_the_demo_runs_the_same_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+    """Every plugin on one PostgreSQL database: the same figures as on SQLite."""
+    recording = write_recording_slice(tmp_path / "slice.csv", 3000)
+    sqlite_dir = tmp_path / "sqlite"
+    sqlite_dir.mkdir()
+    _, _, on_sqlite, _ = await run_node(demo_config(sqlite_dir, recording))
+
+    pg_dir = tmp_path / "pg"
+    pg_dir.mkdir()
+    config = demo_config(pg_dir, recording)
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    for plugin in ("exchange_sync", "trading_execution", "capital_pool", "alert_manager"):
+        data.setdefault(plugin, {})["database_url"] = pg_url
+    config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    reason, _, on_pg, _ = await run_node(config)
+
+    assert reason == "recording slice.csv finished"
+    assert on_pg["pool"] == on_sqlite["pool"]
+    assert on_pg["trading"] == on_sqlite["trading"]
+    assert on_pg["tables"]["tickers"] == on_sqlite["tables"]["tickers"] == 3000
+    assert [e["ref"].split(":")[0] for e in on_pg["tables"]["entries"]] == [
+        e["ref"].split(":")[0] for e in on_sqlite["tables"]["entries"]
+    ]
+    assert [t["realized_pnl_usd"] for t in on_pg["tables"]["trades"]] == [
+        t["realized_pnl_usd"] for t in on_sqlite["tables"]["trades"]
+    ]
