@@ -53,7 +53,6 @@ def cpu_model() -> str:
 def write_config(workdir: Path, plugins: list[str] | None) -> Path:
     data = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
     data["node"]["data_dir"] = str(workdir / "var")
-    data["exchange_sync"]["replay"]["path"] = str(ROOT / data["exchange_sync"]["replay"]["path"])
     if plugins is not None:
         data["node"]["plugins"] = plugins
     path = workdir / "bench.yaml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from corec.core.config import FrozenModel
 from corec.core.plugin import PluginConfig
@@ -39,6 +39,13 @@ class ReplaySettings(FrozenModel):
     speed: Literal["max"] | float = Field(default="max")
     stop_at_end: bool = True
     resume: bool = True
+
+    @field_validator("path")
+    @classmethod
+    def _recording_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"no recording at {path} (relative paths start in {Path.cwd()})")
+        return path
 
     def speed_factor(self) -> float | None:
         """The real-time multiplier, or ``None`` for ``max``."""
