@@ -100,6 +100,7 @@ class _Task:
     plugin: str
     name: str
     factory: Callable[[], Awaitable[None]]
+    essential: bool = False
     task: asyncio.Task[None] | None = None
     failures: int = 0
     done: bool = False
@@ -284,9 +285,16 @@ class Node:
         self.stores.clear()
 
     # -- supervision -----------------------------------------------------------------
-    def spawn(self, plugin: str, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+    def spawn(
+        self,
+        plugin: str,
+        name: str,
+        factory: Callable[[], Awaitable[None]],
+        *,
+        essential: bool = False,
+    ) -> None:
         """Register a supervised task of ``plugin`` (started when the node runs)."""
-        task = _Task(plugin=plugin, name=name, factory=factory)
+        task = _Task(plugin=plugin, name=name, factory=factory, essential=essential)
         self._running[plugin].tasks.append(task)
         if self._run_started:
             self._launch(task)
@@ -328,6 +336,8 @@ class Node:
                         "critical",
                         {"plugin": task.plugin, "task": task.name},
                     )
+                    if task.essential:
+                        self.request_shutdown(f"{task.plugin}.{task.name} failed: {error}")
                     return
                 await self._alert(
                     "plugin_task_restarted",
@@ -342,19 +352,27 @@ class Node:
                 await self._set_state(task.plugin, "running")
 
     async def _stop_plugin(self, name: str, *, current: _Task | None = None) -> None:
-        """Cancel the plugin's tasks (but ``current``, the caller's own), call its
-        ``stop()`` bounded by ``shutdown_timeout_s``, and detach it from the bus."""
+        """Stop one plugin: set its ``stopping`` event and give its tasks
+        ``shutdown_timeout_s`` to return at a clean point (a replay finishes its bar),
+        cancel what is left (but ``current``, the caller's own task), call its
+        ``stop()`` under the same bound, and detach it from the bus."""
         running = self._running[name]
         timeout_s = self.config.node.shutdown_timeout_s
+        running.ctx.stopping.set()
         tasks = [
             t.task
             for t in running.tasks
             if t is not current and t.task is not None and not t.task.done()
         ]
-        for task in tasks:
-            task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=timeout_s)
+            _, late = await asyncio.wait(tasks, timeout=timeout_s)
+            for task in late:
+                log.warning(
+                    "task_cancelled_at_stop", plugin=name, task=task.get_name(), grace_s=timeout_s
+                )
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=timeout_s)
         try:
             await asyncio.wait_for(running.plugin.stop(), timeout=timeout_s)
         except Exception as exc:

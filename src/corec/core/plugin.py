@@ -22,6 +22,7 @@ while no node runs, ``read_status(store, config)``.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -92,6 +93,9 @@ class PluginContext:
         self._node = node
         self._subscriptions: list[Subscription] = []
         self._endpoints: list[str] = []
+        self.stopping = asyncio.Event()
+        """Set when the node stops this plugin: long-running tasks finish their current
+        step and return (they are cancelled only after ``shutdown_timeout_s``)."""
 
     @property
     def request_timeout_s(self) -> float:
@@ -140,13 +144,26 @@ class PluginContext:
         )
         await self.publish(channels.ALERTS, alert)
 
-    def spawn(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+    def spawn(
+        self, name: str, factory: Callable[[], Awaitable[None]], *, essential: bool = False
+    ) -> None:
         """Run ``factory()`` as a supervised task once the node runs.
 
         A task that raises is restarted with exponential backoff; one that keeps
-        failing is given up on with a critical alert. A task that returns is done.
+        failing is given up on, its plugin stopped, with a critical alert. When an
+        ``essential`` task is given up, the node stops too (a replay that cannot go on
+        would otherwise leave the node idle forever). A task that returns is done.
+        Tasks should return when :attr:`stopping` is set (see :meth:`sleep`).
         """
-        self._node.spawn(self.name, name, factory)
+        self._node.spawn(self.name, name, factory, essential=essential)
+
+    async def sleep(self, seconds: float) -> bool:
+        """Wait ``seconds``, or less if the plugin is being stopped; True when stopping."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
 
     def request_shutdown(self, reason: str) -> None:
         """Ask the node to stop gracefully (e.g. the replayed recording has ended)."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import ClassVar, Final, Literal
 
+import msgspec
+
 from corec.core.events import Payload
 from corec.messages._checks import (
     require_finite,
@@ -23,6 +25,10 @@ from corec.messages.trading_results import PositionSide
 
 ALLOCATE: Final = "capital_pool.allocate"
 """Request endpoint: :class:`AllocationRequest` → :class:`AllocationGranted` | :class:`AllocationRefused`."""
+
+OPEN_ALLOCATIONS: Final = "capital_pool.open_allocations"
+"""Request endpoint: :class:`OpenAllocationsRequest` → :class:`OpenAllocations` (what the
+pool holds as allocated, so a strategy host can reconcile after a restart)."""
 
 
 class AllocationRequest(Payload, frozen=True, kw_only=True):
@@ -172,3 +178,34 @@ class PhaseChanged(Payload, frozen=True, kw_only=True):
     current: str
     nav_usd: Decimal
     risk_per_trade: Decimal
+
+
+class OpenAllocationsRequest(Payload, frozen=True, kw_only=True):
+    """Ask for the allocations still open for these strategies."""
+
+    TYPE: ClassVar[str] = "open_allocations_request"
+    strategies: tuple[str, ...]
+
+
+class OpenAllocation(msgspec.Struct, frozen=True, kw_only=True):
+    """One allocation the pool holds as out in a trade.
+
+    Fields:
+        trade_id: the position funded by it, or ``None`` if the pool saw no fill yet.
+    """
+
+    allocation_id: str
+    strategy: str
+    exchange: str
+    market: Market
+    symbol: str
+    side: PositionSide
+    amount_usd: Decimal
+    trade_id: str | None
+
+
+class OpenAllocations(Payload, frozen=True, kw_only=True):
+    """Reply to ``capital_pool.open_allocations``."""
+
+    TYPE: ClassVar[str] = "open_allocations"
+    allocations: tuple[OpenAllocation, ...]

@@ -12,7 +12,9 @@ Semantics every backend keeps (and the shared test suite checks):
 - ``request(endpoint, payload, timeout_s)`` calls the one responder registered with
   ``serve(endpoint, ...)`` and returns its reply payload, or raises
   :class:`~corec.core.errors.NoResponder`, :class:`~corec.core.errors.RequestTimeout`
-  or :class:`~corec.core.errors.RequestFailed`.
+  or :class:`~corec.core.errors.RequestFailed`. A responder is never cut off by its
+  requester's timeout or cancellation: it finishes (so its changes of state are whole)
+  and a late reply is logged and dropped.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ makes this backend fast (see ``benchmarks/``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections import deque
 from collections.abc import Callable
@@ -28,6 +29,16 @@ log = structlog.get_logger("corec.bus")
 
 # (group, callable, is_coroutine_function)
 _Target = tuple[str, Callable[[Event], Any], bool]
+
+
+def _drop_late_reply(endpoint: str, reply: asyncio.Future[Any]) -> None:
+    """Log the outcome of a responder whose requester stopped waiting."""
+    if reply.cancelled():
+        log.warning("late_reply_cancelled", endpoint=endpoint)
+    elif reply.exception() is not None:
+        log.error("late_reply_failed", endpoint=endpoint, error=repr(reply.exception()))
+    else:
+        log.warning("late_reply_dropped", endpoint=endpoint, reply=type(reply.result()).__name__)
 
 
 class _MemorySubscription(Subscription):
@@ -214,12 +225,20 @@ class MemoryBus(Bus):
             raise NoResponder(f"no responder serves {endpoint!r}")
         counts = self._stats.requests
         counts[endpoint] = counts.get(endpoint, 0) + 1
+        # the responder runs as its own task: a requester that times out or is cancelled
+        # never cuts a responder off half-way through a change of state
+        reply = asyncio.ensure_future(responder(payload))
         try:
-            async with asyncio.timeout(timeout_s):
-                return await responder(payload)
-        except TimeoutError as exc:
+            done, _ = await asyncio.wait((reply,), timeout=timeout_s)
+        except asyncio.CancelledError:
+            reply.add_done_callback(functools.partial(_drop_late_reply, endpoint))
+            raise
+        if not done:
             self._count_request_error(endpoint)
-            raise RequestTimeout(f"{endpoint} did not answer within {timeout_s} s") from exc
+            reply.add_done_callback(functools.partial(_drop_late_reply, endpoint))
+            raise RequestTimeout(f"{endpoint} did not answer within {timeout_s} s")
+        try:
+            return reply.result()
         except Exception as exc:
             self._count_request_error(endpoint)
             raise RequestFailed(f"{endpoint} failed: {type(exc).__name__}: {exc}") from exc

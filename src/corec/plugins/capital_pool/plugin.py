@@ -3,7 +3,6 @@ marks positions from ``market_data``, publishes ``capital_data``."""
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,14 @@ from corec.core.errors import InvalidEvent
 from corec.core.events import Event, Payload
 from corec.core.plugin import Plugin, PluginContext, PluginHealth
 from corec.core.store import Store
-from corec.messages.capital_data import ALLOCATE, AllocationRequest
+from corec.messages.capital_data import (
+    ALLOCATE,
+    OPEN_ALLOCATIONS,
+    AllocationRequest,
+    OpenAllocation,
+    OpenAllocations,
+    OpenAllocationsRequest,
+)
 from corec.messages.market_data import MarketSnapshot
 from corec.messages.trading_results import PositionOpened, TradeClosed
 from corec.plugins.capital_pool import repository as repo
@@ -53,7 +59,7 @@ class CapitalPoolPlugin(Plugin):
     Config = CapitalPoolConfig
     consumes = (channels.MARKET_DATA, channels.TRADING_RESULTS)
     publishes = (channels.CAPITAL_DATA, channels.ALERTS)
-    serves = (ALLOCATE,)
+    serves = (ALLOCATE, OPEN_ALLOCATIONS)
     migrations = Path(__file__).parent / "migrations"
     status_key = "pool"
 
@@ -75,6 +81,7 @@ class CapitalPoolPlugin(Plugin):
         ctx.subscribe(channels.MARKET_DATA, self._on_market)
         ctx.subscribe(channels.TRADING_RESULTS, self._on_result)
         ctx.serve(ALLOCATE, self._allocate)
+        ctx.serve(OPEN_ALLOCATIONS, self._open_allocations)
         ctx.spawn("save_marks", self._save_marks_periodically)
 
     def _on_market(self, event: Event) -> None:
@@ -98,9 +105,31 @@ class CapitalPoolPlugin(Plugin):
             )
         return await self.service.allocate(payload)
 
+    async def _open_allocations(self, payload: Payload) -> Payload:
+        if not isinstance(payload, OpenAllocationsRequest):
+            raise InvalidEvent(
+                f"{OPEN_ALLOCATIONS} expects an OpenAllocationsRequest, got {type(payload).__name__}"
+            )
+        wanted = set(payload.strategies)
+        return OpenAllocations(
+            allocations=tuple(
+                OpenAllocation(
+                    allocation_id=a.allocation_id,
+                    strategy=a.strategy,
+                    exchange=a.exchange,
+                    market=a.market,
+                    symbol=a.symbol,
+                    side=a.side,
+                    amount_usd=a.amount_usd,
+                    trade_id=a.position.trade_id if a.position else None,
+                )
+                for a in self.service.ledger.allocations.values()
+                if a.strategy in wanted
+            )
+        )
+
     async def _save_marks_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.marks_save_interval_s)
+        while not await self.ctx.sleep(self.config.marks_save_interval_s):
             await self.service.save_marks()
 
     async def stop(self) -> None:

@@ -4,7 +4,7 @@ CCXT polls, and stores every ticker."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,7 @@ class ExchangeSyncPlugin(Plugin):
         self.breakers: dict[str, CircuitBreaker] = {}
         if self.config.source == "replay":
             await self._prepare_replay()
-            ctx.spawn("replay", self._replay)
+            ctx.spawn("replay", self._replay, essential=True)
         else:
             self._prepare_polling()
 
@@ -97,16 +97,31 @@ class ExchangeSyncPlugin(Plugin):
 
     async def _replay(self) -> None:
         assert self.reader is not None
+        replayed = self._cursor[2] if self._cursor else self.resumed_rows
+        if replayed != self.reader.skip_rows:  # restarted after a failure: go on, not over
+            self.reader = replace(
+                self.reader,
+                skip_rows=replayed,
+                rows_read=0,
+                rows_skipped_resume=0,
+                malformed=0,
+                problems=[],
+            )
         ctx, reader, writer = self.ctx, self.reader, self.writer
         clock = ctx.clock if isinstance(ctx.clock, ReplayClock) else None
         factor = self.config.replay.speed_factor()
         store = self.config.store_tickers
         last_ts = 0
-        replayed = self.resumed_rows
         for ticker in reader.tickers():  # replayed data is received when it happened
             ts = ticker.exchange_ts_ns
-            if factor is not None and last_ts:
-                await asyncio.sleep((ts - last_ts) / NS_PER_S / factor)
+            if (
+                factor is not None
+                and last_ts
+                and await ctx.sleep((ts - last_ts) / NS_PER_S / factor)
+            ):
+                break
+            if ctx.stopping.is_set():
+                break  # between two bars: everything published so far is fully handled
             if clock is not None:
                 clock.advance_to(ts)
             await ctx.publish(channels.EXCHANGE_DATA, TickerBatch(tickers=(ticker,)))
@@ -119,6 +134,9 @@ class ExchangeSyncPlugin(Plugin):
             elif self.published % YIELD_EVERY_ROWS == 0:
                 await asyncio.sleep(0)
         await writer.flush(cursor=self._cursor)
+        if ctx.stopping.is_set():
+            ctx.log.info("replay_stopped", published=self.published, cursor=self._cursor)
+            return
         self.replay_done = True
         if reader.malformed:
             await ctx.alert(
@@ -171,10 +189,12 @@ class ExchangeSyncPlugin(Plugin):
             )
             return
         try:
-            await asyncio.sleep(offset_s)
+            if await self.ctx.sleep(offset_s):
+                return
             while True:
                 await self._poll_once(source, stats, breaker, key)
-                await asyncio.sleep(settings.interval_s)
+                if await self.ctx.sleep(settings.interval_s):
+                    return
         finally:
             await source.close()
 

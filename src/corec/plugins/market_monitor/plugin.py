@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 from typing import Any
 
@@ -150,8 +149,7 @@ class MarketMonitorPlugin(Plugin):
                 await self._stale_alert(key, silent, f"last at {format_ts(state.last_ts_ns)}")
 
     async def _check_stale_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.stale_check_interval_s)
+        while not await self.ctx.sleep(self.config.stale_check_interval_s):
             await self._scan_stale(self.ctx.clock.now_ns())
 
     def health(self) -> PluginHealth:

@@ -180,22 +180,25 @@ class StrategyEngine:
             fill,
         )
         self.position = position
-        await self.ctx.publish(
-            channels.TRADING_RESULTS,
-            PositionOpened(
-                trade_id=trade_id,
-                allocation_id=reply.allocation_id,
-                strategy=s.name,
-                exchange=s.exchange,
-                market=s.market,
-                symbol=s.symbol,
-                side=side,
-                quantity=fill.quantity,
-                entry_price=fill.price,
-                entry_fee_usd=fill.fee_usd,
-                opened_ts_ns=ts,
-            ),
-            key=trade_id,
+        await self.ctx.publish(channels.TRADING_RESULTS, self.position_opened(), key=trade_id)
+
+    def position_opened(self) -> PositionOpened:
+        """The ``PositionOpened`` of the open position."""
+        pos = self.position
+        assert pos is not None
+        s = self.settings
+        return PositionOpened(
+            trade_id=pos.trade_id,
+            allocation_id=pos.allocation_id,
+            strategy=s.name,
+            exchange=s.exchange,
+            market=s.market,
+            symbol=s.symbol,
+            side=pos.side,
+            quantity=pos.quantity,
+            entry_price=pos.entry_price,
+            entry_fee_usd=pos.entry_fee_usd,
+            opened_ts_ns=pos.opened_ts_ns,
         )
 
     async def _close(self, snap: MarketSnapshot, ts: int, reason: ExitReason) -> None:

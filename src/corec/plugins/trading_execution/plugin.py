@@ -10,11 +10,12 @@ from corec.core.events import Event
 from corec.core.plugin import Plugin, PluginContext, PluginHealth
 from corec.core.store import Store
 from corec.exchanges.paper import PaperBroker
-from corec.messages.capital_data import ALLOCATE
+from corec.messages.capital_data import ALLOCATE, OPEN_ALLOCATIONS
 from corec.messages.market_data import MarketSnapshot
 from corec.plugins.trading_execution import storage
 from corec.plugins.trading_execution.config import TradingExecutionConfig
 from corec.plugins.trading_execution.engine import StrategyEngine
+from corec.plugins.trading_execution.reconcile import reconcile
 
 
 class TradingExecutionPlugin(Plugin):
@@ -24,7 +25,7 @@ class TradingExecutionPlugin(Plugin):
     Config = TradingExecutionConfig
     consumes = (channels.MARKET_DATA,)
     publishes = (channels.TRADING_RESULTS, channels.ALERTS)
-    requests = (ALLOCATE,)
+    requests = (ALLOCATE, OPEN_ALLOCATIONS)
     migrations = Path(__file__).parent / "migrations"
     status_key = "trading"
 
@@ -57,6 +58,7 @@ class TradingExecutionPlugin(Plugin):
                 )
                 continue
             engine.restore(row)
+        self.reconciliation = await reconcile(ctx, self.engines)
         ctx.subscribe(channels.MARKET_DATA, self._on_market)
 
     async def _on_market(self, event: Event) -> None:
@@ -83,8 +85,12 @@ class TradingExecutionPlugin(Plugin):
             }
         degraded = any(e.request_errors for e in self.engines)
         return PluginHealth(
-            status="degraded" if degraded else "ok",
-            details={"mode": self.config.mode, "strategies": strategies},
+            status="degraded" if degraded or self.reconciliation.orphan_positions else "ok",
+            details={
+                "mode": self.config.mode,
+                "strategies": strategies,
+                "reconciled_at_start": vars(self.reconciliation),
+            },
         )
 
     @classmethod

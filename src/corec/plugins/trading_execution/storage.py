@@ -93,3 +93,14 @@ def _trade_stats(conn: Connection) -> dict[str, Any]:
 async def trade_stats(store: Store) -> dict[str, Any]:
     """Counts and sums over closed trades and open positions."""
     return await store.read(_trade_stats)
+
+
+async def trades_for_allocations(
+    store: Store, allocation_ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Closed trades funded by these allocations, by allocation id."""
+    if not allocation_ids:
+        return {}
+    query = select(m.trades).where(m.trades.c.allocation_id.in_(allocation_ids))
+    rows = await store.read(lambda conn: [dict(r) for r in conn.execute(query).mappings()])
+    return {row["allocation_id"]: row for row in rows}
