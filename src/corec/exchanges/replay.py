@@ -13,9 +13,10 @@ Two layouts are recognised by their header (``format="auto"``):
 Timestamps are UTC: ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (ISO-8601), or integer epoch
 seconds, milliseconds, microseconds or nanoseconds (told apart by magnitude).
 
-Trades at the same instant keep their order through ``Ticker.seq`` (0, 1, 2 …).
+Trades at the same instant keep their order through ``Ticker.seq`` (0, 1, 2 …). Fields
+are split on commas (the layouts have no quoted fields); blank lines are ignored.
 
-A malformed row (wrong number of columns, a value that is not a number, a
+A malformed row (bytes that are not UTF-8, wrong number of columns, a value that is not a number, a
 non-positive price, a bar whose high/low do not contain its open/close, a timestamp
 before the previous row's, or equal to it for bars) is skipped and counted; :attr:`RecordingReader.problems`
 keeps the first few with their line numbers. It never raises for a bad row.
@@ -23,7 +24,6 @@ keeps the first few with their line numbers. It never raises for a bad row.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,7 +61,10 @@ def parse_timestamp_ns(text: str) -> int:
         if value >= 10**11:
             return value * 1_000_000
         return value * NS_PER_S
-    dt = datetime.fromisoformat(text)
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"timestamp {text!r} is neither ISO-8601 nor an epoch number") from None
     dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
     delta = dt - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * 1_000
@@ -126,8 +129,8 @@ class RecordingReader:
     def __post_init__(self) -> None:
         if not self.path.is_file():
             raise RecordingError(f"recording {self.path} does not exist")
-        with self.path.open(newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), [])
+        with self.path.open(encoding="utf-8", errors="replace") as fh:
+            header = fh.readline().rstrip("\r\n").split(",")
         columns = tuple(c.strip().lower() for c in header)
         detected: RecordingFormat | None = None
         if columns[: len(OHLCV_COLUMNS)] == OHLCV_COLUMNS:
@@ -165,11 +168,20 @@ class RecordingReader:
         bar_ns = self.bar_s * NS_PER_S
         last_ts = -1
         seq = 0
-        with self.path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            next(reader, None)
-            for line, row in enumerate(reader, start=2):
+        # plain comma splitting (the layouts have no quoted fields, so a stray quote
+        # cannot swallow the rows after it); undecodable bytes become U+FFFD and fail
+        # their row only
+        with self.path.open(encoding="utf-8", errors="replace", newline="") as fh:
+            fh.readline()
+            for line, text in enumerate(fh, start=2):
+                text = text.rstrip("\r\n")
+                if not text.strip():
+                    continue  # blank line
                 self.rows_read += 1
+                if "\ufffd" in text:
+                    self._problem(line, "not valid UTF-8")
+                    continue
+                row = text.split(",")
                 if len(row) != self._width:
                     self._problem(line, f"expected {self._width} columns, got {len(row)}")
                     continue
