@@ -311,7 +311,9 @@ def test_sigterm_mid_replay_keeps_trading_and_the_pool_in_step(tmp_path: Path) -
     config = str(write_config(tmp_path, data))
     env = {k: v for k, v in os.environ.items() if not k.startswith("COREC")}
     bars = 0
-    for delay_s in (1.6, 2.0, 1.8):
+    log = tmp_path / "var" / "corec.log"
+    for delay_s in (0.4, 1.2, 0.8):
+        starts = log.read_text(encoding="utf-8").count('"node_started"') if log.exists() else 0
         process = subprocess.Popen(
             [sys.executable, "-m", "corec", "run", "--config", config, "--json"],
             cwd=tmp_path,
@@ -320,7 +322,13 @@ def test_sigterm_mid_replay_keeps_trading_and_the_pool_in_step(tmp_path: Path) -
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(delay_s)
+        deadline = time.monotonic() + 60
+        while not (
+            log.exists() and log.read_text(encoding="utf-8").count('"node_started"') > starts
+        ):
+            assert time.monotonic() < deadline and process.poll() is None, "the node did not start"
+            time.sleep(0.05)
+        time.sleep(delay_s)  # mid-replay (the whole slice takes about 2 s)
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)
         assert process.returncode == 0, err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,10 @@ async def _run(
 ) -> dict[str, Any]:
     node = Node(cfg, classes)
     started = time.perf_counter()
+    # from here on, Ctrl-C / SIGTERM stop the node gracefully, even during its start
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, node.request_shutdown, f"signal {sig.name}")
     try:
         await node.start()
         before = await node.status()
@@ -70,7 +75,7 @@ async def _run(
             else None
         )
         try:
-            reason = await node.run(duration_s=duration)
+            reason = await node.run(duration_s=duration, handle_signals=False)
         finally:
             await node.stop()
             if progress_task is not None:
