@@ -113,7 +113,9 @@ def test_contribute_withdraw_and_show(tmp_path: Path) -> None:
         "pool", "contribute", "bob", "500", "--id", "c-1", "--config", config, cwd=tmp_path
     )
     assert again.returncode == 0, again.stderr
-    assert journal_entries(tmp_path) == 2  # alice's opening contribution + c-1, once
+    assert journal_entries(tmp_path) == 1  # c-1, once (opening contributions are the node's)
+    result = corec("pool", "contribute", "alice", "1000", "--config", config, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     result = corec("pool", "withdraw", "alice", "250.50", "--config", config, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "-250.50 USD" in result.stdout
@@ -130,13 +132,14 @@ def test_contribute_withdraw_and_show(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def pool_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A pool with alice (opening 1000 USD + 100 USD) and bob (nothing), made once."""
+    """A pool with alice (1000 USD + 100 USD) and bob (nothing), made once."""
     base = tmp_path_factory.mktemp("pool-template")
     config = str(pool_config(base))
-    done = corec(
-        "pool", "contribute", "alice", "100", "--id", "setup", "--config", config, cwd=base
-    )
-    assert done.returncode == 0, done.stderr
+    for amount, flow_id in (("1000", "first"), ("100", "setup")):
+        done = corec(
+            "pool", "contribute", "alice", amount, "--id", flow_id, "--config", config, cwd=base
+        )
+        assert done.returncode == 0, done.stderr
     return base
 
 
@@ -167,14 +170,31 @@ def test_refused_commands_exit_2_and_write_nothing(
     assert journal_entries(tmp_path) == before
 
 
+def test_a_refused_command_on_a_fresh_data_dir_writes_nothing(tmp_path: Path) -> None:
+    import sqlite3
+
+    config = str(pool_config(tmp_path))
+    result = corec("pool", "contribute", "alice", "50", "--config", config, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "below the minimum of 100" in " ".join(result.stderr.split())
+    with sqlite3.connect(tmp_path / "var" / "capital_pool.db") as conn:
+        for table in ("members", "journal_entries", "journal_lines", "contributions", "pool_state"):
+            assert conn.execute(f"select count(*) from {table}").fetchone() == (0,), table
+    # accepted: the configured member is stored with its first contribution, nothing else
+    result = corec("pool", "contribute", "bob", "100", "--config", config, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(tmp_path / "var" / "capital_pool.db") as conn:
+        assert conn.execute("select name from members").fetchall() == [("bob",)]
+        assert conn.execute("select count(*) from journal_entries").fetchone() == (1,)
+
+
 def test_withdrawal_above_free_cash_is_refused(tmp_path: Path) -> None:
     import sqlite3
 
     config = str(pool_config(tmp_path))
-    assert corec("pool", "show", "--config", config, cwd=tmp_path).returncode == 0
-    assert (
-        corec("pool", "contribute", "bob", "100", "--config", config, cwd=tmp_path).returncode == 0
-    )
+    for member, amount in (("alice", "1000"), ("bob", "100")):
+        done = corec("pool", "contribute", member, amount, "--config", config, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
     # move 900 USD into a trade's allocation by hand, as a granted allocation would
     with sqlite3.connect(tmp_path / "var" / "capital_pool.db") as conn:
         seq = conn.execute("select max(seq) from journal_entries").fetchone()[0] + 1

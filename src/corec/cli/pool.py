@@ -51,7 +51,9 @@ def _flow(
     async def work(stores: dict[str, Any]) -> Any:
         service = PoolService(stores[NAME], section, SystemClock())
         await service.open()
-        await service.register_members()
+        # configured members may pay in before any node ran; nothing is written unless
+        # the command is accepted (the node records opening contributions, not the CLI)
+        service.know_members(m.name for m in section.members)
         if kind == "contribution":
             return await service.contribute(member, amount, flow_id)
         return await service.withdraw(member, amount, flow_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from pathlib import Path
@@ -19,6 +20,47 @@ from corec.core.nucleus import Node
 from corec.core.plugin import Plugin
 
 PROGRESS_REFRESH_S = 0.2
+EXIT_INTERRUPTED = 130
+
+
+class _Signals:
+    """SIGINT/SIGTERM for the whole ``corec run`` command, not only while the event loop
+    runs: the first asks the node to stop gracefully (also during its start), one after
+    the node has stopped is ignored (the summary is on its way), a second one while
+    stopping exits at once."""
+
+    def __init__(self) -> None:
+        self._node: Node | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._received = 0
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def attach(self, node: Node, loop: asyncio.AbstractEventLoop) -> None:
+        self._node, self._loop = node, loop
+
+    def detach(self) -> None:
+        self._node = self._loop = None
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        node, loop = self._node, self._loop
+        if node is None or loop is None:
+            return  # nothing running any more: the summary is being printed
+        self._received += 1
+        if self._received > 1:
+            os._exit(EXIT_INTERRUPTED)
+        loop.call_soon_threadsafe(node.request_shutdown, f"signal {signal.Signals(signum).name}")
+
+
+_signals = _Signals()
 
 
 def run(
@@ -35,6 +77,7 @@ def run(
 ) -> None:
     """Run a node: market data in, strategies, the pool, alerts. Prints a summary at the end."""
     cfg, classes = load(config)
+    _signals.install()
     log = cfg.node.log
     configure_logging(
         level=log.level,
@@ -49,6 +92,7 @@ def run(
         print_json(summary)
     else:
         print_summary(summary)
+    _signals.uninstall()
     if summary["failed_plugins"]:
         raise typer.Exit(1)
 
@@ -62,10 +106,7 @@ async def _run(
 ) -> dict[str, Any]:
     node = Node(cfg, classes)
     started = time.perf_counter()
-    # from here on, Ctrl-C / SIGTERM stop the node gracefully, even during its start
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, node.request_shutdown, f"signal {sig.name}")
+    _signals.attach(node, asyncio.get_running_loop())
     try:
         await node.start()
         before = await node.status()
@@ -85,6 +126,7 @@ async def _run(
         after = await node.status()
         health = node.health()
     finally:
+        _signals.detach()
         await node.close()
     return build_summary(cfg, reason, elapsed, before, after, health)
 

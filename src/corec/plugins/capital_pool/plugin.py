@@ -131,6 +131,7 @@ class CapitalPoolPlugin(Plugin):
     async def _save_marks_periodically(self) -> None:
         while not await self.ctx.sleep(self.config.marks_save_interval_s):
             await self.service.save_marks()
+            await self.service.announce_phase()  # the market alone may cross a band
 
     async def stop(self) -> None:
         await self.service.save_marks()

@@ -10,7 +10,8 @@ memory never drifts from the journal.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -135,37 +136,48 @@ class PoolService:
         self._publish = publish or _no_publish
         self._alert = alert or _no_alert
         self.ledger = Ledger(rules=self.rules)
+        self._lock = asyncio.Lock()
+        self._known_members: set[str] = set()
+        self._stored_members: set[str] = set()
+        self._announced_phase = "none"
         self.results_applied = 0
         self.results_ignored = 0
 
     async def open(self) -> None:
         """Load the ledger from the store."""
         self.ledger = await repo.load_ledger(self.store, self.rules)
+        self._stored_members = set(self.ledger.members)
+        self.ledger.members |= self._known_members
+        self._announced_phase = self.ledger.figures().phase
 
     async def reload(self) -> None:
         """Reload the ledger, keeping the in-memory marks (they are newer than stored ones)."""
         marks = dict(self.ledger.marks)
         self.ledger = await repo.load_ledger(self.store, self.rules)
+        self._stored_members = set(self.ledger.members)
+        self.ledger.members |= self._known_members
         self.ledger.marks.update(marks)
 
     # -- members ---------------------------------------------------------------------
+    def know_members(self, names: Iterable[str]) -> None:
+        """Accept flows for these members (from configuration) without writing anything:
+        a member is stored with its first contribution, in the same transaction."""
+        self._known_members |= set(names)
+        self.ledger.members |= self._known_members
+
     async def register_members(self) -> None:
-        """Register the configured members and record their opening contributions once."""
+        """Register the configured members and record their opening contributions once
+        (what a node does at start)."""
         for member in self.config.members:
             if await repo.add_member(self.store, member.name, self.clock.now_ns()):
                 log.info("member_registered", member=member.name)
-            self.ledger.members.add(member.name)  # stored now, by us or by another writer
+            self._stored_members.add(member.name)  # stored now, by us or by another writer
+        self.know_members(m.name for m in self.config.members)
         for member in self.config.members:
             if member.opening_contribution_usd is not None:
                 await self.contribute(
                     member.name, member.opening_contribution_usd, f"opening-{member.name}"
                 )
-
-    async def add_member(self, name: str) -> bool:
-        """Register ``name`` (False if it exists)."""
-        added = await repo.add_member(self.store, name, self.clock.now_ns())
-        self.ledger.members.add(name)
-        return added
 
     # -- the write path ----------------------------------------------------------------
     async def _write(
@@ -174,51 +186,62 @@ class PoolService:
         extra: Callable[[JournalEntry], Callable[[Connection], None] | None],
         on_applied: Callable[[JournalEntry], None] | None = None,
     ) -> tuple[JournalEntry | None, PoolFigures, PoolFigures]:
-        """Validate with ``build``, apply, store atomically; reload and retry on conflict."""
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            before = self.ledger.figures()
-            entry = build(self.ledger)  # raises InvalidInput: nothing written
-            if entry is None:
-                return None, before, before
-            self.ledger.apply(entry)
-            if on_applied is not None:
-                on_applied(entry)
-            after = self.ledger.figures()
-            try:
-                await repo.append_entry(self.store, entry, after, extra(entry))
-            except ConcurrencyConflict:
-                await self.reload()
-                if attempt == WRITE_ATTEMPTS:
-                    raise
-                log.info("ledger_conflict_retry", ref=entry.ref, attempt=attempt)
-                continue
-            except BaseException:
-                await self.reload()
-                raise
-            await self._after_write(before, after)
-            return entry, before, after
-        raise AssertionError("unreachable")
+        """Validate with ``build``, apply, store atomically; reload and retry on conflict.
 
-    async def _after_write(self, before: PoolFigures, after: PoolFigures) -> None:
+        One write at a time (a lock): a command is validated against the state all
+        earlier commands left, and a failed write can only undo itself.
+        """
+        async with self._lock:
+            for attempt in range(1, WRITE_ATTEMPTS + 1):
+                before = self.ledger.figures()
+                entry = build(self.ledger)  # raises InvalidInput: nothing written
+                if entry is None:
+                    return None, before, before
+                self.ledger.apply(entry)
+                if on_applied is not None:
+                    on_applied(entry)
+                after = self.ledger.figures()
+                try:
+                    await repo.append_entry(self.store, entry, after, extra(entry))
+                except ConcurrencyConflict:
+                    await self.reload()
+                    if attempt == WRITE_ATTEMPTS:
+                        raise
+                    log.info("ledger_conflict_retry", ref=entry.ref, attempt=attempt)
+                    continue
+                except BaseException:
+                    await self.reload()
+                    raise
+                break
         await self._publish(channels.CAPITAL_DATA, pool_state_payload(after), None)
-        if before.phase != after.phase:
-            await self._publish(
-                channels.CAPITAL_DATA,
-                PhaseChanged(
-                    previous=before.phase,
-                    current=after.phase,
-                    nav_usd=money.to_stored(after.nav_usd),
-                    risk_per_trade=after.risk_per_trade,
-                ),
-                None,
-            )
-            await self._alert(
-                "pool_phase_changed",
-                f"pool phase {before.phase} -> {after.phase} at NAV {money.pay(after.nav_usd, money.CENT)} USD; "
-                f"risk per trade now {after.risk_per_trade * 100}%",
-                "medium",
-                {"previous": before.phase, "current": after.phase},
-            )
+        await self.announce_phase(after)
+        return entry, before, after
+
+    async def announce_phase(self, figures: PoolFigures | None = None) -> None:
+        """Publish ``PhaseChanged`` and alert when the pool's band differs from the last
+        one announced (a flow, a result or the market may have moved NAV across a band)."""
+        figures = figures or self.ledger.figures()
+        previous = self._announced_phase
+        if figures.phase == previous:
+            return
+        self._announced_phase = figures.phase
+        await self._publish(
+            channels.CAPITAL_DATA,
+            PhaseChanged(
+                previous=previous,
+                current=figures.phase,
+                nav_usd=money.to_stored(figures.nav_usd),
+                risk_per_trade=figures.risk_per_trade,
+            ),
+            None,
+        )
+        await self._alert(
+            "pool_phase_changed",
+            f"pool phase {previous} -> {figures.phase} at NAV {money.pay(figures.nav_usd, money.CENT)} USD; "
+            f"risk per trade now {figures.risk_per_trade * 100}%",
+            "medium",
+            {"previous": previous, "current": figures.phase},
+        )
 
     # -- contributions and withdrawals ------------------------------------------------
     async def contribute(
@@ -259,6 +282,7 @@ class PoolService:
             return kind.journal(ledger, fid, member, amount_usd, ts_ns)
 
         def extra(entry: JournalEntry) -> Callable[[Connection], None]:
+            new_member = member not in self._stored_members
             row = {
                 kind.id_column: fid,
                 "member": member,
@@ -268,9 +292,16 @@ class PoolService:
                 "entry_seq": entry.seq,
                 "ts_ns": ts_ns,
             }
-            return lambda conn: conn.execute(insert(kind.table), row)
+
+            def write(conn: Connection) -> None:
+                if new_member:  # a configured member's first flow stores the member too
+                    conn.execute(insert(m.members), {"name": member, "created_ts_ns": ts_ns})
+                conn.execute(insert(kind.table), row)
+
+            return write
 
         entry, _, _ = await self._write(build, extra)
+        self._stored_members.add(member)
         if entry is None:
             return await self._stored_flow(kind, fid)
         record = kind.record(
@@ -386,11 +417,12 @@ class PoolService:
     async def _know_allocation(self, allocation_id: str, ref: str | None = None) -> None:
         """Reload when ``allocation_id`` is not open here and ``ref`` is not applied yet:
         another instance or writer may have granted it since this ledger was loaded."""
-        if allocation_id in self.ledger.allocations or (
-            ref is not None and ref in self.ledger.refs
-        ):
-            return
-        await self.reload()
+        async with self._lock:
+            if allocation_id in self.ledger.allocations or (
+                ref is not None and ref in self.ledger.refs
+            ):
+                return
+            await self.reload()
 
     async def on_position_opened(self, opened: PositionOpened) -> None:
         """Record the fill of an allocation so it is marked in NAV.
@@ -399,12 +431,13 @@ class PoolService:
             InvalidEvent: it does not match an open allocation (see ``Ledger.check_opened``).
         """
         await self._know_allocation(opened.allocation_id, f"trade:{opened.trade_id}")
-        updated = self.ledger.check_opened(opened)
-        if updated is None:
-            self.results_ignored += 1
-            return
-        await repo.record_position(self.store, updated)
-        self.ledger.add_allocation(updated)
+        async with self._lock:
+            updated = self.ledger.check_opened(opened)
+            if updated is None:
+                self.results_ignored += 1
+                return
+            await repo.record_position(self.store, updated)
+            self.ledger.add_allocation(updated)
 
     async def on_trade_closed(self, closed: TradeClosed) -> None:
         """Settle a closed trade into cash exactly once (by ``trade_id``).
