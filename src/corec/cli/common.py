@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from corec.core.config import CorecConfig, load_config
 from corec.core.errors import ConfigError, CorecError, InvalidInput, PluginError
+from corec.core.logging import configure_logging
 from corec.core.plugin import Plugin
 from corec.core.registry import discover_plugins
 from corec.core.store import Store
@@ -48,8 +49,14 @@ def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
     raise typer.Exit(code)
 
 
-def load(config_path: Path | None) -> tuple[CorecConfig, dict[str, type[Plugin]]]:
-    """The validated configuration and the installed plugin classes (exit 2 on errors)."""
+def load(
+    config_path: Path | None, *, log_to_file: bool = False
+) -> tuple[CorecConfig, dict[str, type[Plugin]]]:
+    """The validated configuration and the installed plugin classes (exit 2 on errors).
+
+    Logging goes to stderr (warnings and up, so stdout stays the command's output) and,
+    with ``log_to_file``, to the node's JSON log file as well (commands that write).
+    """
     try:
         classes = discover_plugins()
         config = load_config(config_path, {name: cls.Config for name, cls in classes.items()})
@@ -57,6 +64,12 @@ def load(config_path: Path | None) -> tuple[CorecConfig, dict[str, type[Plugin]]
         fail(str(exc))
     except PluginError as exc:
         fail(str(exc), EXIT_FAILURE)
+    log = config.node.log
+    file = (log.file or config.node.data_dir / "corec.log") if log_to_file else None
+    try:
+        configure_logging(level=log.level, console_level=log.console_level, file=file)
+    except OSError as exc:
+        fail(f"cannot write the log file {file}: {exc.strerror or exc}")
     return config, classes
 
 
@@ -70,6 +83,8 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
         fail(str(exc))
     except CorecError as exc:
         fail(f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
+    except OSError as exc:
+        fail(f"{exc.filename or ''}: {exc.strerror or exc}", EXIT_FAILURE)
 
 
 async def open_store(

@@ -42,7 +42,7 @@ def _flow(
     config: Path | None, kind: str, member: str, amount_text: str, flow_id: str | None
 ) -> Any:
     amount = _amount(amount_text)
-    cfg, classes = load(config)
+    cfg, classes = load(config, log_to_file=True)
     if NAME not in cfg.sections:
         fail(f"the {NAME} plugin is not enabled in {cfg.source}")
     section = cfg.sections[NAME]

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from corec.cli.common import ConfigOption, console, fmt_usd, load, print_json, run_async
 from corec.core.config import CorecConfig
-from corec.core.logging import close_logging, configure_logging
+from corec.core.logging import close_logging
 from corec.core.nucleus import Node
 from corec.core.plugin import Plugin
 
@@ -76,14 +76,8 @@ def run(
     ),
 ) -> None:
     """Run a node: market data in, strategies, the pool, alerts. Prints a summary at the end."""
-    cfg, classes = load(config)
+    cfg, classes = load(config, log_to_file=True)
     _signals.install()
-    log = cfg.node.log
-    configure_logging(
-        level=log.level,
-        console_level=log.console_level,
-        file=log.file or cfg.node.data_dir / "corec.log",
-    )
     try:
         summary = run_async(lambda: _run(cfg, classes, duration, show_progress=not as_json))
     finally:

@@ -231,7 +231,7 @@ def _format_error(
             if line is not None:
                 where = f"line {line}: "
                 break
-    message = err.get("msg", "invalid value")
+    message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         message = "unknown field"
     got = ""
@@ -293,9 +293,14 @@ def load_config(
     known = {"node", "bus", *plugin_models}
     for name in raw:
         if name not in known:
+            env_names = [p for p in env_paths if p.split(".")[0] == name]
+            where = (
+                f"environment {ENV_PREFIX}{env_names[0].upper().replace('.', '__')}: "
+                if env_names and (name,) not in lines
+                else f"line {lines.get((name,), 1)}: "
+            )
             problems.append(
-                f"line {lines.get((name,), 1)}: {name}: unknown section; "
-                f"expected one of {', '.join(sorted(known))}"
+                f"{where}{name}: unknown section; expected one of {', '.join(sorted(known))}"
             )
 
     enabled = list(plugin_models)

@@ -87,12 +87,17 @@ def start_order(plugins: dict[str, type[Plugin]]) -> list[str]:
 
 def choose_clock(config: CorecConfig, classes: dict[str, type[Plugin]]) -> Clock:
     """The clock ``node.clock`` asks for; ``auto`` is a replay clock when an enabled
-    plugin replays recorded data (:meth:`Plugin.replays_data`), else the system clock."""
+    plugin replays recorded data (:meth:`Plugin.replay_start_ns`), else the system
+    clock. A replay clock starts at the earliest first timestamp of the recordings."""
+    starts = [
+        start
+        for name, cls in classes.items()
+        if (start := cls.replay_start_ns(config.sections[name])) is not None  # type: ignore[arg-type]
+    ]
     mode = config.node.clock
     if mode == "auto":
-        replaying = any(cls.replays_data(config.sections[name]) for name, cls in classes.items())  # type: ignore[arg-type]
-        mode = "replay" if replaying else "system"
-    return ReplayClock() if mode == "replay" else SystemClock()
+        mode = "replay" if starts else "system"
+    return ReplayClock(min(starts, default=0)) if mode == "replay" else SystemClock()
 
 
 @dataclass
@@ -190,9 +195,11 @@ class Node:
         """
         node = self.config.node
         if node.fresh_start:
-            log.info(
-                "fresh_start", data_dir=str(node.data_dir), removed=self._remove_sqlite_files()
-            )
+            removed = self._remove_sqlite_files()
+            if removed:  # say it: a fresh start throws away what the last run stored
+                log.warning(
+                    "fresh_start_removed_data", data_dir=str(node.data_dir), removed=removed
+                )
         node.data_dir.mkdir(parents=True, exist_ok=True)
         await self.migrate()
         for name in self.order:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import structlog
-from pydantic import Field
+from pydantic import field_validator
 
 from corec.core import channels
 from corec.core.bus import Bus, Handler, Responder, Subscription
@@ -48,11 +48,21 @@ class PluginConfig(FrozenModel):
     """Base of every plugin's config model.
 
     Fields:
-        database_url: this plugin's database; default ``sqlite:///<data_dir>/<name>.db``.
+        database_url: this plugin's database, ``sqlite:///path`` or
+            ``postgresql+asyncpg://user@host/db``; default ``sqlite:///<data_dir>/<name>.db``.
             Put credentials in the environment (``COREC__<PLUGIN>__DATABASE_URL``), not in git.
     """
 
-    database_url: str | None = Field(default=None, min_length=1)
+    database_url: str | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(
+            ("sqlite://", "sqlite+", "postgresql://", "postgresql+")
+        ):
+            raise ValueError("must be a sqlite:///path or postgresql+asyncpg://user@host/db URL")
+        return url
 
 
 HealthStatus = Literal["ok", "degraded", "failed", "stopped"]
@@ -206,10 +216,11 @@ class Plugin(ABC):
         return PluginHealth()
 
     @classmethod
-    def replays_data(cls, config: PluginConfig) -> bool:
-        """True when, with ``config``, this plugin feeds recorded data whose timestamps
-        should drive the node clock (``node.clock: auto``)."""
-        return False
+    def replay_start_ns(cls, config: PluginConfig) -> int | None:
+        """When, with ``config``, this plugin feeds recorded data whose timestamps drive
+        the node clock: the first timestamp (UTC ns), so everything the node does before
+        the first bar is stamped in the recording's time. ``None`` otherwise."""
+        return None
 
     @classmethod
     async def read_status(cls, store: Store | None, config: PluginConfig) -> dict[str, Any]:

@@ -30,7 +30,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from corec.core.errors import StoreError
 
 T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -110,23 +113,39 @@ class Store:
         """Run ``work(conn)`` in one write transaction; commit, or roll back if it raises.
 
         Raises:
+            StoreError: the database cannot be reached or used (unreachable server, file
+                that cannot be opened, lock not obtained within the busy timeout).
             Whatever ``work`` raises (e.g. ``sqlalchemy.exc.IntegrityError``), after rollback.
         """
-        if self._sync is not None:
-            return await self._in_thread(self._write_sync, work)
-        assert self._async is not None
-        async with self._async.begin() as conn:
-            return await conn.run_sync(work)
+        try:
+            if self._sync is not None:
+                return await self._in_thread(self._write_sync, work)
+            assert self._async is not None
+            async with self._async.begin() as conn:
+                return await conn.run_sync(work)
+        except (OperationalError, InterfaceError, OSError) as exc:
+            raise self._unusable(exc) from exc
 
     async def read(self, work: Work[T]) -> T:
-        """Run ``work(conn)`` in one read transaction (a consistent snapshot, no write lock)."""
-        if self._sync is not None:
-            return await self._in_thread(self._read_sync, work)
-        assert self._async is not None
-        async with self._async.connect() as conn:
-            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-            async with conn.begin():
-                return await conn.run_sync(work)
+        """Run ``work(conn)`` in one read transaction (a consistent snapshot, no write lock).
+
+        Raises:
+            StoreError: the database cannot be reached or used.
+        """
+        try:
+            if self._sync is not None:
+                return await self._in_thread(self._read_sync, work)
+            assert self._async is not None
+            async with self._async.connect() as conn:
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+                async with conn.begin():
+                    return await conn.run_sync(work)
+        except (OperationalError, InterfaceError, OSError) as exc:
+            raise self._unusable(exc) from exc
+
+    def _unusable(self, exc: BaseException) -> StoreError:
+        reason = getattr(exc, "orig", None) or exc
+        return StoreError(f"{self.name}: cannot use the database {self.redacted_url()}: {reason}")
 
     def _write_sync(self, work: Work[T]) -> T:
         assert self._sync is not None

@@ -364,8 +364,8 @@ class Ledger:
                 refusal_code="no_phase",
                 refusal=f"NAV {money.pay(nav, money.CENT)} USD is below {lowest} USD",
             )
-        sized = money.pay(money.divide(nav * risk * 100, stop_loss_pct))
-        headroom = money.pay(nav * self.rules.max_active_ratio - self.allocated_usd)
+        sized = money.pay(money.divide(money.multiply(nav, risk) * 100, stop_loss_pct))
+        headroom = money.pay(money.multiply(nav, self.rules.max_active_ratio) - self.allocated_usd)
         amount = min(sized, headroom, money.pay(self.cash_usd))
         decision = replace(base, amount_usd=amount, sized_usd=sized, reduced=amount < sized)
         if headroom <= 0:

@@ -86,8 +86,11 @@ class CapitalPoolPlugin(Plugin):
 
     def _on_market(self, event: Event) -> None:
         payload = event.payload
-        if type(payload) is MarketSnapshot:
-            self.service.on_market(payload)
+        if type(payload) is not MarketSnapshot:
+            raise InvalidEvent(
+                f"market_data carries {type(payload).__name__}, expected MarketSnapshot"
+            )
+        self.service.on_market(payload)
 
     async def _on_result(self, event: Event) -> None:
         result = check_result(event.payload)

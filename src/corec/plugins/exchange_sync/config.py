@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -36,9 +36,22 @@ class ReplaySettings(FrozenModel):
     symbol: str = Field(default="BTC/USD:USD", min_length=1)
     bar_s: int = Field(default=60, gt=0)
     volume_unit: Literal["quote", "base"] = "quote"
-    speed: Literal["max"] | float = Field(default="max")
+    speed: Literal["max"] | float = "max"
     stop_at_end: bool = True
     resume: bool = True
+
+    @field_validator("speed", mode="before")
+    @classmethod
+    def _positive_speed(cls, value: Any) -> Any:
+        if value == "max":
+            return value
+        try:
+            factor = float(value)
+        except (TypeError, ValueError):
+            factor = 0.0
+        if not factor > 0:
+            raise ValueError("must be 'max' or a positive real-time multiplier such as 60")
+        return factor
 
     @field_validator("path")
     @classmethod
@@ -49,11 +62,7 @@ class ReplaySettings(FrozenModel):
 
     def speed_factor(self) -> float | None:
         """The real-time multiplier, or ``None`` for ``max``."""
-        if self.speed == "max":
-            return None
-        if self.speed <= 0:
-            raise ValueError("speed must be 'max' or a positive multiplier")
-        return float(self.speed)
+        return None if self.speed == "max" else float(self.speed)
 
 
 class VenueSettings(FrozenModel):

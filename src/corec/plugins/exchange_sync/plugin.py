@@ -16,7 +16,7 @@ from corec.core.notices import BreakerState, BreakerStateChanged
 from corec.core.plugin import Plugin, PluginContext, PluginHealth
 from corec.core.resilience import CircuitBreaker, retry
 from corec.core.store import Store
-from corec.exchanges.replay import Instrument, RecordingReader
+from corec.exchanges.replay import Instrument, RecordingError, RecordingReader
 from corec.messages.exchange_data import Ticker, TickerBatch
 from corec.plugins.exchange_sync.config import ExchangeSyncConfig, VenueSettings
 from corec.plugins.exchange_sync.storage import TickerWriter, read_cursor, ticker_stats
@@ -250,8 +250,21 @@ class ExchangeSyncPlugin(Plugin):
         )
 
     @classmethod
-    def replays_data(cls, config: ExchangeSyncConfig) -> bool:  # type: ignore[override]
-        return config.source == "replay"
+    def replay_start_ns(cls, config: ExchangeSyncConfig) -> int | None:  # type: ignore[override]
+        if config.source != "replay":
+            return None
+        settings = config.replay
+        try:
+            reader = RecordingReader(
+                settings.path or bundled_recording(),
+                Instrument(settings.exchange, settings.market, settings.symbol),
+                format=settings.format,
+                bar_s=settings.bar_s,
+            )
+            first = next(reader.tickers(), None)
+        except RecordingError:
+            return None  # reported when the plugin starts
+        return None if first is None else first.exchange_ts_ns
 
     # -- lifecycle ------------------------------------------------------------------------
     async def stop(self) -> None:

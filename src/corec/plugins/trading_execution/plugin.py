@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from corec.core import channels
+from corec.core.errors import InvalidEvent
 from corec.core.events import Event
 from corec.core.plugin import Plugin, PluginContext, PluginHealth
 from corec.core.store import Store
@@ -64,7 +66,9 @@ class TradingExecutionPlugin(Plugin):
     async def _on_market(self, event: Event) -> None:
         snap = event.payload
         if type(snap) is not MarketSnapshot:
-            return
+            raise InvalidEvent(
+                f"market_data carries {type(snap).__name__}, expected MarketSnapshot"
+            )
         engines = self.by_instrument.get((snap.exchange, snap.market, snap.symbol))
         if engines:
             for engine in engines:
@@ -102,8 +106,8 @@ class TradingExecutionPlugin(Plugin):
                 "trades": 0,
                 "wins": 0,
                 "losses": 0,
-                "realized_pnl_usd": 0,
-                "fees_usd": 0,
+                "realized_pnl_usd": Decimal(0),
+                "fees_usd": Decimal(0),
                 "open_positions": 0,
             }
         return await storage.trade_stats(store)
