@@ -33,16 +33,10 @@ class _Signals:
         self._node: Node | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._received = 0
-        self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-
-    def uninstall(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
+            signal.signal(sig, self._handle)
 
     def attach(self, node: Node, loop: asyncio.AbstractEventLoop) -> None:
         self._node, self._loop = node, loop
@@ -86,7 +80,7 @@ def run(
         print_json(summary)
     else:
         print_summary(summary)
-    _signals.uninstall()
+    # the handler stays until the process exits: a signal now is ignored, not fatal
     if summary["failed_plugins"]:
         raise typer.Exit(1)
 
