@@ -388,3 +388,54 @@ def test_sigterm_mid_replay_keeps_trading_and_the_pool_in_step(tmp_path: Path) -
     assert set(per_entry.values()) == {Decimal(0)}
     with sqlite3.connect(var / "exchange_sync.db") as sync:
         assert sync.execute("select count(*) from tickers").fetchone()[0] == 20000
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"COREC__EXCHANGE_SYNC__REPLAY__SPEED": "0"}, "speed: must be 'max' or a positive"),
+        (
+            {"COREC__CAPITAL_POOL__DATABASE_URL": "mysql://x/y"},
+            "must be a sqlite:///path or postgresql",
+        ),
+        ({"COREC__NOPE__X": "1"}, "environment COREC__NOPE__X: nope: unknown section"),
+    ],
+)
+def test_values_that_would_fail_at_run_time_are_config_errors(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    result = corec("run", "--config", str(pool_config(tmp_path)), cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert message in " ".join(result.stderr.split())
+    assert not (tmp_path / "var").exists()  # nothing started, nothing written
+
+
+def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
+    url = "postgresql+asyncpg://corec:s3cret@127.0.0.1:1/pool"
+    env = {"COREC__CAPITAL_POOL__DATABASE_URL": url}
+    result = corec("status", "--config", str(pool_config(tmp_path)), cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    text = " ".join(result.stderr.split())
+    assert (
+        "StoreError: capital_pool: cannot use the database postgresql+asyncpg://corec:***@127.0.0.1:1/pool"
+        in text
+    )
+    assert "s3cret" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_replay_stamps_its_start_in_the_recording_time(tmp_path: Path) -> None:
+    recording = write_recording_slice(tmp_path / "slice.csv", 100)
+    config = write_config(
+        tmp_path,
+        {
+            "node": {"data_dir": str(tmp_path / "var")},
+            "exchange_sync": {"replay": {"path": str(recording)}},
+            "capital_pool": {"members": [{"name": "alice", "opening_contribution_usd": 1000}]},
+        },
+    )
+    assert corec("run", "--config", str(config), "--json", cwd=tmp_path).returncode == 0
+    rows = json.loads(
+        corec("alerts", "list", "--json", "--config", str(config), cwd=tmp_path).stdout
+    )
+    phase = next(r for r in rows if r["name"] == "pool_phase_changed")
+    assert phase["first_ts"] == "2021-12-31T23:02:00Z"  # the first bar's close, not 1970

@@ -653,3 +653,83 @@ async def test_units_and_nav_per_unit_after_a_gain_read_back_exactly(store: Stor
     reloaded = await repo.load_ledger(store, svc.rules)
     assert reloaded.member_units["carol"] == D("495.33493557")
     assert reloaded.nav_usd() == D("2518.836")
+
+
+# -- memory never drifts from the journal ----------------------------------------------
+
+
+def snapshot_of(ledger: Any) -> tuple[Any, ...]:
+    figures = ledger.figures()
+    return (
+        ledger.seq,
+        figures.nav_usd,
+        figures.cash_usd,
+        figures.allocated_usd,
+        dict(ledger.member_units),
+        sorted(ledger.allocations),
+        sorted(ledger.refs),
+    )
+
+
+async def test_concurrent_commands_on_two_services_leave_memory_equal_to_the_journal(
+    store: Store, second_store: Store
+) -> None:
+    """Two services on one database (a node and a CLI, or two instances) interleave
+    contributions, withdrawals, allocations and refusals; afterwards each one's memory,
+    reloaded or not, equals a fresh load of the journal, and seq is gapless."""
+    first = await open_service(store)
+    second = await open_service(second_store, register=False)
+
+    async def attempt(command: Any) -> None:
+        try:
+            await command
+        except InvalidInput:
+            pass  # refusals are part of the mix: they must leave nothing behind
+
+    commands = []
+    for n in range(12):
+        svc = first if n % 2 else second
+        commands += [
+            attempt(svc.contribute("carol", D(100 + n), f"c-{n}")),
+            attempt(svc.withdraw("alice", D("37.50"), f"w-{n}")),
+            attempt(svc.allocate(request("4"))),
+            attempt(svc.contribute("carol", D(50), f"too-small-{n}")),
+        ]
+    await asyncio.gather(*commands)
+
+    fresh = await repo.load_ledger(store, first.rules)
+    seqs = await journal_seqs(store)
+    assert seqs == list(range(1, len(seqs) + 1))
+    for svc in (first, second):
+        await svc.reload()
+        assert snapshot_of(svc.ledger)[:-1] == snapshot_of(fresh)[:-1]
+    assert len([r for r in fresh.refs if r.startswith("contribution:c-")]) == 12
+    assert not any(r.startswith("contribution:too-small") for r in fresh.refs)
+    # the one who did not reload last still agrees once it writes again
+    await first.contribute("carol", D(100), "after")
+    assert (
+        snapshot_of(first.ledger)[:-1]
+        == snapshot_of(await repo.load_ledger(store, first.rules))[:-1]
+    )
+
+
+async def test_a_phase_crossed_by_the_market_alone_is_announced(store: Store) -> None:
+    recorder = Recorder()
+    config = CapitalPoolConfig(
+        members=(MemberConfig(name="alice", opening_contribution_usd=D(1000)),)
+    )
+    svc = await open_service(store, config, recorder=recorder)
+    assert [(p.previous, p.current) for p in recorder.of(PhaseChanged)] == [("none", "growth")]
+    granted = await svc.allocate(request("4"))  # 1,000 x 2% / 4% = 500
+    assert isinstance(granted, AllocationGranted)
+    alloc = make_allocation(granted.allocation_id, granted.amount_usd)
+    await svc.on_position_opened(opened_for(alloc, "t1", "0.02", "20000", "0"))
+    svc.on_market(snapshot("15000"))  # 0.02 BTC lose 100 USD: NAV 900, below 1,000
+    await svc.announce_phase()
+    assert [(p.previous, p.current) for p in recorder.of(PhaseChanged)] == [
+        ("none", "growth"),
+        ("growth", "seed"),
+    ]
+    assert [a[0] for a in recorder.alerts].count("pool_phase_changed") == 2
+    await svc.announce_phase()  # announced once, not on every look
+    assert len(recorder.of(PhaseChanged)) == 2

@@ -11,6 +11,7 @@ memory never drifts from the journal.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -53,7 +54,9 @@ log = structlog.get_logger("corec.capital_pool")
 
 Publish = Callable[[str, Payload, str | None], Awaitable[None]]
 Alert = Callable[[str, str, str, dict[str, str]], Awaitable[None]]
-WRITE_ATTEMPTS = 3
+WRITE_ATTEMPTS = 8
+"""Tries of one command against other writers (each after a reload and a re-validation)."""
+CONFLICT_BACKOFF_S = 0.005
 
 
 async def _no_publish(_channel: str, _payload: Payload, _key: str | None) -> None:
@@ -208,6 +211,8 @@ class PoolService:
                     if attempt == WRITE_ATTEMPTS:
                         raise
                     log.info("ledger_conflict_retry", ref=entry.ref, attempt=attempt)
+                    # another writer is active: step aside a little (jittered) before retrying
+                    await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF_S * attempt))
                     continue
                 except BaseException:
                     await self.reload()
