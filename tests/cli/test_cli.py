@@ -351,7 +351,9 @@ def test_sigterm_mid_replay_keeps_trading_and_the_pool_in_step(tmp_path: Path) -
         time.sleep(delay_s)  # mid-replay (the whole slice takes about 2 s)
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)
-        assert process.returncode == 0, err
+        # -15 only if the signal landed while the finished process was exiting (CPython
+        # restores default handlers during finalization): the summary must be complete
+        assert process.returncode in (0, -signal.SIGTERM), err
         summary = json.loads(out)
         assert summary["stopped_because"] in {"signal SIGTERM", "recording slice.csv finished"}
         bars += summary["market_data"]["bars_processed"]
