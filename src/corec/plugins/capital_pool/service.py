@@ -148,18 +148,19 @@ class PoolService:
 
     async def open(self) -> None:
         """Load the ledger from the store."""
-        self.ledger = await repo.load_ledger(self.store, self.rules)
-        self._stored_members = set(self.ledger.members)
-        self.ledger.members |= self._known_members
+        await self._load()
         self._announced_phase = self.ledger.figures().phase
 
     async def reload(self) -> None:
         """Reload the ledger, keeping the in-memory marks (they are newer than stored ones)."""
         marks = dict(self.ledger.marks)
+        await self._load()
+        self.ledger.marks.update(marks)
+
+    async def _load(self) -> None:
         self.ledger = await repo.load_ledger(self.store, self.rules)
         self._stored_members = set(self.ledger.members)
         self.ledger.members |= self._known_members
-        self.ledger.marks.update(marks)
 
     # -- members ---------------------------------------------------------------------
     def know_members(self, names: Iterable[str]) -> None:
