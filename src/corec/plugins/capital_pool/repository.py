@@ -154,24 +154,31 @@ async def add_member(store: Store, name: str, ts_ns: int) -> bool:
     return await store.write(write)
 
 
-_RECORD_POSITION = update(m.allocations).where(
+_UPDATE_ALLOCATION = update(m.allocations).where(
     m.allocations.c.allocation_id == bindparam("key_allocation_id")
 )
+
+
+def update_allocation(conn: Connection, allocation_id: str, **values: object) -> None:
+    """Set ``values`` on the ``allocations`` row of ``allocation_id`` (inside a transaction)."""
+    conn.execute(_UPDATE_ALLOCATION, {"key_allocation_id": allocation_id, **values})
 
 
 async def record_position(store: Store, allocation: Allocation) -> None:
     """Store the fill of an open allocation (quantity, entry price, fee)."""
     pos = allocation.position
     assert pos is not None
-    params = {
-        "key_allocation_id": allocation.allocation_id,
-        "trade_id": pos.trade_id,
-        "quantity": pos.quantity,
-        "entry_price": pos.entry_price,
-        "entry_fee_usd": pos.entry_fee_usd,
-        "opened_ts_ns": pos.opened_ts_ns,
-    }
-    await store.write(lambda conn: conn.execute(_RECORD_POSITION, params))
+    await store.write(
+        lambda conn: update_allocation(
+            conn,
+            allocation.allocation_id,
+            trade_id=pos.trade_id,
+            quantity=pos.quantity,
+            entry_price=pos.entry_price,
+            entry_fee_usd=pos.entry_fee_usd,
+            opened_ts_ns=pos.opened_ts_ns,
+        )
+    )
 
 
 async def save_marks(store: Store, marks: dict[tuple[str, str, str], Decimal], ts_ns: int) -> None:

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, insert, select
 
 from corec.core import channels, money
 from corec.core.clock import Clock
@@ -461,24 +461,17 @@ class PoolService:
             self.ledger.release_allocation(closed.allocation_id)
 
         def extra(entry: JournalEntry) -> Callable[[Connection], None]:
-            def write(conn: Connection) -> None:
-                conn.execute(
-                    update(m.allocations).where(
-                        m.allocations.c.allocation_id == bindparam("key_allocation_id")
-                    ),
-                    dict(
-                        key_allocation_id=closed.allocation_id,
-                        status="released",
-                        trade_id=closed.trade_id,
-                        quantity=closed.quantity,
-                        entry_price=closed.entry_price,
-                        released_seq=entry.seq,
-                        released_ts_ns=closed.closed_ts_ns,
-                        realized_pnl_usd=closed.realized_pnl_usd,
-                    ),
-                )
-
-            return write
+            return lambda conn: repo.update_allocation(
+                conn,
+                closed.allocation_id,
+                status="released",
+                trade_id=closed.trade_id,
+                quantity=closed.quantity,
+                entry_price=closed.entry_price,
+                released_seq=entry.seq,
+                released_ts_ns=closed.closed_ts_ns,
+                realized_pnl_usd=closed.realized_pnl_usd,
+            )
 
         entry, _, _ = await self._write(build, extra, on_applied)
         if entry is None:
@@ -513,20 +506,13 @@ class PoolService:
             self.ledger.release_allocation(unused.allocation_id)
 
         def extra(entry: JournalEntry) -> Callable[[Connection], None]:
-            def write(conn: Connection) -> None:
-                conn.execute(
-                    update(m.allocations).where(
-                        m.allocations.c.allocation_id == bindparam("key_allocation_id")
-                    ),
-                    dict(
-                        key_allocation_id=unused.allocation_id,
-                        status="unused",
-                        released_seq=entry.seq,
-                        released_ts_ns=ts_ns,
-                    ),
-                )
-
-            return write
+            return lambda conn: repo.update_allocation(
+                conn,
+                unused.allocation_id,
+                status="unused",
+                released_seq=entry.seq,
+                released_ts_ns=ts_ns,
+            )
 
         entry, _, _ = await self._write(
             lambda ledger: ledger.return_unused(unused.allocation_id, unused.reason, ts_ns),
