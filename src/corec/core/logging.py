@@ -3,7 +3,10 @@
 Every record carries ``timestamp`` (UTC ISO-8601), ``level``, ``logger`` and ``event``
 plus the fields bound by the caller. Values under keys that look like secrets
 (``password``, ``secret``, ``token``, ``api_key``, ``passphrase``, ``webhook``), at any
-depth of nested dicts and lists, are replaced by ``***`` before any output.
+depth of nested dicts and lists, are replaced by ``***`` before any output. Secret
+values registered with :func:`register_secret` (exchange API keys, webhook URLs) are
+also masked wherever they appear inside any string value, such as an error message
+that quotes a request.
 """
 
 from __future__ import annotations
@@ -18,6 +21,27 @@ import structlog
 _SECRET_MARKERS = ("password", "secret", "token", "api_key", "apikey", "passphrase", "webhook")
 
 
+_SECRET_VALUES: set[str] = set()
+_MIN_SECRET_CHARS = 6
+
+
+def register_secret(value: str | None) -> None:
+    """Mask ``value`` wherever it appears in a logged string from now on.
+
+    Values shorter than 6 characters are ignored (masking them would garble logs
+    without protecting anything).
+    """
+    if value and len(value) >= _MIN_SECRET_CHARS:
+        _SECRET_VALUES.add(value)
+
+
+def _mask_values(text: str) -> str:
+    for secret in _SECRET_VALUES:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
 def _is_secret(key: Any) -> bool:
     lowered = str(key).lower()
     return any(marker in lowered for marker in _SECRET_MARKERS)
@@ -28,6 +52,8 @@ def _redact(value: Any) -> Any:
         return {k: "***" if _is_secret(k) else _redact(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_redact(v) for v in value)
+    if isinstance(value, str) and _SECRET_VALUES:
+        return _mask_values(value)
     return value
 
 
@@ -36,9 +62,19 @@ def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> di
     for key, value in list(event_dict.items()):
         if _is_secret(key):
             event_dict[key] = "***"
-        elif isinstance(value, (dict, list, tuple)):
+        elif isinstance(value, (dict, list, tuple, str)):
             event_dict[key] = _redact(value)
+        elif _SECRET_VALUES and isinstance(value, BaseException):
+            event_dict[key] = _mask_values(f"{type(value).__name__}: {value}")
     return event_dict
+
+
+def mask_rendered(_logger: Any, _method: str, rendered: Any) -> Any:
+    """Last structlog processor: mask registered secret values in the rendered line
+    (tracebacks included)."""
+    if _SECRET_VALUES and isinstance(rendered, str):
+        return _mask_values(rendered)
+    return rendered
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -102,6 +138,7 @@ def configure_logging(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.dev.ConsoleRenderer(colors=False),
+                mask_rendered,
             ],
             foreign_pre_chain=_SHARED,
         )
@@ -120,6 +157,7 @@ def configure_logging(
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info,
                     structlog.processors.JSONRenderer(),
+                    mask_rendered,
                 ],
                 foreign_pre_chain=_SHARED,
             )

@@ -34,9 +34,15 @@ CCXT quirks handled here (ccxt 4.5):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import difflib
 import email.utils
+import json
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, TypeVar, get_args
 from urllib.parse import urlsplit
 
@@ -45,11 +51,26 @@ import ccxt.async_support as ccxt_async
 
 from corec.core.clock import Clock
 from corec.core.errors import ExchangeError, PermanentExchangeError, TemporaryExchangeError
-from corec.messages.exchange_data import Market, Ticker
+from corec.core.logging import register_secret
+from corec.exchanges.credentials import Credentials
+from corec.exchanges.request_stats import RequestStats
+from corec.messages.exchange_data import Market, OpenOrder, Ticker
 
 T = TypeVar("T")
 
 _NS_PER_MS = 1_000_000
+
+DEFAULT_IDS = (
+    "binance",
+    "binanceusdm",
+    "kucoin",
+    "kucoinfutures",
+    "bybit",
+    "okx",
+    "kraken",
+    "krakenfutures",
+)
+"""The CCXT classes of CoreC's five default exchanges (spot and futures)."""
 _MAX_MESSAGE_CHARS = 500
 
 # CCXT market-type names (as used in ``options["fetchMarkets"]``) that belong to each
@@ -133,8 +154,23 @@ def rewrite_api_urls(urls: Any, api_url: str) -> Any:
     return urls
 
 
+class UnknownSymbolError(PermanentExchangeError):
+    """A configured symbol is not listed by the exchange (or not in this market).
+
+    Attributes:
+        symbol: the symbol asked for.
+        suggestions: the closest listed symbols of the same market (up to 5).
+    """
+
+    def __init__(self, exchange_id: str, symbol: str, reason: str, suggestions: Sequence[str]):
+        self.symbol = symbol
+        self.suggestions = tuple(suggestions)
+        hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
+        super().__init__(exchange_id, f"{reason}{hint}")
+
+
 class CcxtTickerSource:
-    """Polls public tickers of one exchange and market through ``ccxt.async_support``.
+    """Tickers (and open orders) of one exchange and market through CCXT.
 
     Args:
         exchange_id: any CCXT id (``binance``, ``binanceusdm``, ``kucoin``,
@@ -142,6 +178,8 @@ class CcxtTickerSource:
         market: ``spot`` or ``futures``; every symbol must be a market of that kind.
         symbols: CCXT unified symbols (``BTC/USDT`` spot, ``BTC/USDT:USDT`` perpetual).
         clock: stamps ``received_ts_ns`` (UTC ns).
+        exchange_name: CoreC's name of the exchange, put in every ticker and order
+            (``binance`` for both ``binance`` and ``binanceusdm``); default ``exchange_id``.
         api_url: replace the scheme and host of every REST URL (testnets, proxies,
             a loopback server in tests); the paths are kept. See :func:`rewrite_api_urls`.
         sandbox: use the exchange's testnet (``set_sandbox_mode(True)``), applied
@@ -149,15 +187,23 @@ class CcxtTickerSource:
         timeout_s: per-request HTTP timeout in seconds.
         options: CCXT ``options`` merged over the exchange's defaults. Giving
             ``fetchMarkets`` here turns off the narrowing of markets loaded to ``market``.
+        credentials: API key/secret/passphrase, needed for :meth:`fetch_open_orders`.
+        markets_cache: a JSON file where :meth:`load_markets` keeps the markets, so a
+            restart within ``markets_ttl_s`` (wall time) sends no request for them.
+        stream: build the ``ccxt.pro`` class (WebSocket ``watch_tickers`` as well as
+            REST); see :attr:`can_stream`.
+        stats: where every request's latency and error kind is recorded (one
+            :class:`RequestStats` may be shared by an exchange's markets).
 
     Raises:
         PermanentExchangeError: unknown exchange id, bad market, no symbols, an
             ``api_url`` that is not an http(s) URL, or no sandbox on this exchange.
 
-    Counters (for health): ``requests_made`` — CCXT REST calls issued to the exchange
-    (``load_markets``, ``fetch_tickers``, ``fetch_ticker``), failed ones included;
-    ``skipped`` — tickers dropped because none of bid/ask/last was a positive price;
-    ``missing`` — requested symbols the exchange did not return.
+    Counters: ``requests_made`` — CCXT REST calls issued (``load_markets``,
+    ``fetch_tickers``, ``fetch_ticker``, ``fetch_open_orders``), failed ones included;
+    ``skipped`` — tickers dropped because none of bid/ask/last was a positive price or
+    the ticker was inconsistent; ``missing`` — requested symbols the exchange did not
+    return; ``markets_from_cache`` — markets came from the disk cache.
 
     Always ``await close()`` (or use ``async with``): it closes the HTTP session.
     """
@@ -169,14 +215,24 @@ class CcxtTickerSource:
         symbols: Sequence[str],
         *,
         clock: Clock,
+        exchange_name: str | None = None,
         api_url: str | None = None,
         sandbox: bool = False,
         timeout_s: float = 10.0,
         options: Mapping[str, Any] | None = None,
+        credentials: Credentials | None = None,
+        markets_cache: Path | None = None,
+        markets_ttl_s: float = 86_400.0,
+        stream: bool = False,
+        stats: RequestStats | None = None,
     ) -> None:
         if exchange_id not in ccxt_async.exchanges:
+            close = difflib.get_close_matches(exchange_id, ccxt_async.exchanges, n=5)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
             raise PermanentExchangeError(
-                exchange_id, "unknown CCXT exchange id (see ccxt.exchanges for the valid ids)"
+                exchange_id,
+                f"unknown CCXT exchange id ({hint}the valid ids are ccxt.exchanges: "
+                f"{', '.join(DEFAULT_IDS)}, …)",
             )
         if market not in get_args(Market):
             raise PermanentExchangeError(
@@ -193,23 +249,37 @@ class CcxtTickerSource:
                     exchange_id, f"api_url must be an http(s) URL, got {api_url!r}"
                 )
         self.exchange_id = exchange_id
+        self.exchange_name = exchange_name or exchange_id
         self.market: Market = market
         self.symbols: tuple[str, ...] = tuple(dict.fromkeys(symbols))
         self.requests_made = 0
         self.skipped = 0
         self.missing = 0
+        self.markets_from_cache = False
+        self.stats = stats if stats is not None else RequestStats()
         self._clock = clock
+        self._markets_cache = markets_cache
+        self._markets_ttl_s = markets_ttl_s
         self._markets_checked = False
         self._closed = False
         user_options = dict(options or {})
-        exchange_class = getattr(ccxt_async, exchange_id)
-        self._exchange: ccxt_async.Exchange = exchange_class(
-            {
-                "enableRateLimit": True,
-                "timeout": max(1, round(timeout_s * 1000)),
-                "options": user_options,
-            }
-        )
+        user_options.setdefault("warnOnFetchOpenOrdersWithoutSymbol", False)
+        config: dict[str, Any] = {
+            "enableRateLimit": True,
+            "timeout": max(1, round(timeout_s * 1000)),
+            "options": user_options,
+        }
+        if credentials is not None:
+            config.update(credentials.ccxt_config())
+            for secret in credentials.secrets():
+                register_secret(secret)
+        pro = _ccxt_pro() if stream else None
+        self.can_stream = bool(pro is not None and exchange_id in pro.exchanges)
+        exchange_class = getattr(pro if self.can_stream else ccxt_async, exchange_id)
+        self._exchange: ccxt_async.Exchange = exchange_class(config)
+        if self.can_stream and not self._exchange.has.get("watchTickers"):
+            self.can_stream = False
+        self.has_credentials = credentials is not None
         if "fetchMarkets" not in user_options:
             self._narrow_market_types()
         if sandbox:
@@ -233,10 +303,10 @@ class CcxtTickerSource:
     async def fetch(self) -> list[Ticker]:
         """Poll the exchange once and return the tickers of :attr:`symbols`.
 
-        The first call loads the markets (binance spot: ``GET /api/v3/exchangeInfo``)
-        and checks that every symbol exists and is a ``market`` market. Each call then
-        makes ONE ``fetch_tickers(symbols)`` request when the exchange supports it
-        (binance spot: ``GET /api/v3/ticker/24hr?symbols=[...]``), else one
+        The first call loads the markets (:meth:`load_markets`) and checks that every
+        symbol exists and is a ``market`` market. Each call then makes ONE
+        ``fetch_tickers(symbols)`` request when the exchange supports it (binance
+        spot: ``GET /api/v3/ticker/24hr?symbols=[...]``), else one
         ``fetch_ticker(symbol)`` per symbol.
 
         Returns:
@@ -251,37 +321,186 @@ class CcxtTickerSource:
 
         Raises:
             TemporaryExchangeError: worth retrying (timeouts, 429/418 with
-                ``retry_after_s``, 5xx, network, malformed JSON).
-            PermanentExchangeError: unknown symbol, symbol of the wrong market, bad
-                request, unsupported call, a closed source.
+                ``retry_after_s``, 5xx, network, malformed JSON, a response that is
+                not a ticker map).
+            PermanentExchangeError: unknown symbol (:class:`UnknownSymbolError`),
+                symbol of the wrong market, bad request, unsupported call, a closed
+                source.
         """
-        if self._closed:
-            raise PermanentExchangeError(self.exchange_id, "the source is closed")
-        await self._ensure_markets()
-        tickers: list[Ticker] = []
+        self._check_open()
+        await self.validate_symbols()
         if self._exchange.has.get("fetchTickers"):
             raw = await self._call(lambda: self._exchange.fetch_tickers(list(self.symbols)))
-            received_ns = self._clock.now_ns()
-            if not isinstance(raw, Mapping):
-                raise TemporaryExchangeError(
-                    self.exchange_id, f"fetch_tickers returned {type(raw).__name__}, not a dict"
-                )
-            for symbol in self.symbols:
-                self._collect(tickers, symbol, raw.get(symbol), received_ns)
-        else:
-            for symbol in self.symbols:
-                one = await self._call(lambda s=symbol: self._exchange.fetch_ticker(s))
-                self._collect(tickers, symbol, one, self._clock.now_ns())
+            return self.tickers_from(raw, self._clock.now_ns())
+        tickers: list[Ticker] = []
+        for symbol in self.symbols:
+            one = await self._call(lambda s=symbol: self._exchange.fetch_ticker(s))
+            self._collect(tickers, symbol, one, self._clock.now_ns())
         return tickers
 
+    async def watch(self) -> list[Ticker]:
+        """Wait for the next ticker update over the exchange's WebSocket (ccxt.pro).
+
+        ``watch_tickers(symbols)`` connects on first use and reconnects inside CCXT;
+        each call returns the tickers that changed since the last one.
+
+        Raises:
+            PermanentExchangeError: the source was not built with ``stream=True`` or
+                the exchange cannot stream tickers (:attr:`can_stream` is False).
+            TemporaryExchangeError / PermanentExchangeError: as :meth:`fetch`.
+        """
+        self._check_open()
+        if not self.can_stream:
+            raise PermanentExchangeError(self.exchange_id, "cannot stream tickers")
+        await self.validate_symbols()
+        raw = await self._call(lambda: self._exchange.watch_tickers(list(self.symbols)))
+        return self.tickers_from(raw, self._clock.now_ns(), only_present=True)
+
+    def tickers_from(
+        self, raw: Any, received_ns: int, *, only_present: bool = False
+    ) -> list[Ticker]:
+        """Turn CCXT's ``{symbol: ticker}`` map into :class:`Ticker` objects.
+
+        Raises:
+            TemporaryExchangeError: ``raw`` is not a map (a malformed answer).
+        """
+        if not isinstance(raw, Mapping):
+            raise TemporaryExchangeError(
+                self.exchange_id, f"tickers answer is {type(raw).__name__}, not a map"
+            )
+        tickers: list[Ticker] = []
+        for symbol in self.symbols:
+            one = raw.get(symbol)
+            if one is None and only_present:
+                continue
+            self._collect(tickers, symbol, one, received_ns)
+        return tickers
+
+    async def fetch_open_orders(self) -> list[OpenOrder]:
+        """The account's open orders on this market (CCXT ``fetch_open_orders``).
+
+        One request without a symbol where the exchange allows it (binance spot:
+        ``GET /api/v3/openOrders``); else one per configured symbol.
+
+        Returns:
+            Every open order, quantities and prices as ``Decimal``; orders whose
+            answer lacks an id, side or amount are skipped (counted in :attr:`skipped`).
+
+        Raises:
+            PermanentExchangeError: no credentials, or the exchange refused them
+                (``AuthenticationError``, ``PermissionDenied``).
+            TemporaryExchangeError: as :meth:`fetch`.
+        """
+        self._check_open()
+        if not self.has_credentials:
+            raise PermanentExchangeError(self.exchange_id, "open orders need API credentials")
+        await self.validate_symbols()
+        try:
+            raw = await self._call(lambda: self._exchange.fetch_open_orders(None))
+        except PermanentExchangeError as exc:
+            if not isinstance(exc.__cause__, ccxt.ArgumentsRequired):
+                raise
+            raw = []
+            for symbol in self.symbols:
+                raw += await self._call(lambda s=symbol: self._exchange.fetch_open_orders(s))
+        if not isinstance(raw, list):
+            raise TemporaryExchangeError(
+                self.exchange_id, f"open orders answer is {type(raw).__name__}, not a list"
+            )
+        orders = []
+        for one in raw:
+            order = self._order(one)
+            if order is None:
+                self.skipped += 1
+            else:
+                orders.append(order)
+        return orders
+
+    async def load_markets(self) -> Mapping[str, Any]:
+        """The exchange's markets of this ``market`` kind, from the disk cache when fresh.
+
+        Calls CCXT ``load_markets`` (binance spot: ``GET /api/v3/exchangeInfo``) only
+        when the cache file is missing, unreadable, older than ``markets_ttl_s`` or
+        written for other options; then rewrites it (atomically).
+
+        Raises:
+            TemporaryExchangeError / PermanentExchangeError: as :meth:`fetch`.
+        """
+        exchange = self._exchange
+        if exchange.markets:
+            return exchange.markets
+        cached = self._read_markets_cache()
+        if cached is not None:
+            markets, currencies = cached
+            exchange.set_markets(markets, currencies)
+            self.markets_from_cache = True
+            return exchange.markets
+        await self._call(exchange.load_markets)
+        self._write_markets_cache()
+        return exchange.markets or {}
+
+    async def validate_symbols(self, *, skip_unknown: bool = False) -> tuple[str, ...]:
+        """Check that every symbol is listed, and is a ``market`` market.
+
+        Args:
+            skip_unknown: drop unknown symbols from :attr:`symbols` instead of raising.
+
+        Returns:
+            The symbols dropped (empty unless ``skip_unknown``).
+
+        Raises:
+            UnknownSymbolError: a symbol is not listed or is of another market kind,
+                naming the closest listed symbols of this market.
+            PermanentExchangeError: every symbol was unknown (with ``skip_unknown``).
+            TemporaryExchangeError: the markets could not be loaded.
+        """
+        if self._markets_checked:
+            return ()
+        markets = await self.load_markets()
+        listed = sorted(s for s, info in markets.items() if self._fits(info))
+        dropped: list[str] = []
+        for symbol in self.symbols:
+            info = markets.get(symbol)
+            if info is not None and self._fits(info):
+                continue
+            if info is None:
+                reason = f"{symbol!r} is not listed on its {self.market} markets"
+            else:
+                reason = f"{symbol!r} is a {info.get('type')} market, not {self.market}"
+            if not skip_unknown:
+                raise UnknownSymbolError(
+                    self.exchange_id,
+                    symbol,
+                    reason,
+                    difflib.get_close_matches(symbol, listed, n=5, cutoff=0.5),
+                )
+            dropped.append(symbol)
+        if len(dropped) == len(self.symbols):
+            raise PermanentExchangeError(
+                self.exchange_id, f"none of the symbols {list(self.symbols)} is listed"
+            )
+        self.symbols = tuple(s for s in self.symbols if s not in dropped)
+        self._markets_checked = True
+        return tuple(dropped)
+
     async def close(self) -> None:
-        """Close the HTTP session (idempotent). Never raises for a closing error."""
+        """Close the HTTP (and WebSocket) sessions (idempotent). Never raises."""
         if self._closed:
             return
         self._closed = True
-        await self._exchange.close()
+        with contextlib.suppress(Exception):
+            await self._exchange.close()
 
     # -- internals -----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PermanentExchangeError(self.exchange_id, "the source is closed")
+
+    def _fits(self, info: Mapping[str, Any]) -> bool:
+        if self.market == "spot":
+            return bool(info.get("spot"))
+        return bool(info.get("contract")) and not info.get("option")
 
     def _narrow_market_types(self) -> None:
         """Load only the market types of ``self.market`` where CCXT lists them."""
@@ -296,57 +515,87 @@ class CcxtTickerSource:
             if narrowed:
                 self._exchange.options["fetchMarkets"] = narrowed
 
-    async def _ensure_markets(self) -> None:
-        if self._markets_checked:
+    def _cache_signature(self) -> dict[str, Any]:
+        exchange = self._exchange
+        return {
+            "exchange": self.exchange_id,
+            "market": self.market,
+            "ccxt": ccxt.__version__,
+            "fetchMarkets": exchange.options.get("fetchMarkets"),
+            "api": exchange.urls.get("api"),
+        }
+
+    def _read_markets_cache(self) -> tuple[list[Any], Any] | None:
+        path = self._markets_cache
+        if path is None or self._markets_ttl_s <= 0:
+            return None
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            saved_at = float(document["saved_at"])
+            if document["signature"] != json.loads(json.dumps(self._cache_signature())):
+                return None
+            if not 0 <= time.time() - saved_at < self._markets_ttl_s:
+                return None
+            markets = list(document["markets"])
+            return markets, document.get("currencies")
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # missing or damaged: load from the exchange
+
+    def _write_markets_cache(self) -> None:
+        path = self._markets_cache
+        if path is None or self._markets_ttl_s <= 0:
             return
-        if not self._exchange.markets:
-            await self._call(self._exchange.load_markets)
-        markets: Mapping[str, Any] = self._exchange.markets or {}
-        for symbol in self.symbols:
-            info = markets.get(symbol)
-            if info is None:
-                raise PermanentExchangeError(
-                    self.exchange_id, f"unknown symbol {symbol!r} on its {self.market} markets"
-                )
-            if self.market == "spot":
-                fits = bool(info.get("spot"))
-            else:
-                fits = bool(info.get("contract")) and not info.get("option")
-            if not fits:
-                raise PermanentExchangeError(
-                    self.exchange_id,
-                    f"symbol {symbol!r} is a {info.get('type')} market, not {self.market}",
-                )
-        self._markets_checked = True
+        exchange = self._exchange
+        document = {
+            "saved_at": time.time(),
+            "signature": self._cache_signature(),
+            "markets": list((exchange.markets or {}).values()),
+            "currencies": exchange.currencies or None,
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(document, default=str), encoding="utf-8")
+            tmp.replace(path)
+        except OSError:
+            pass  # a cache that cannot be written only costs a reload next start
 
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Run one CCXT REST call; raise only CoreC exchange errors."""
+        """Run one CCXT call, record its latency and outcome; raise only CoreC errors."""
         exchange = self._exchange
         # CCXT keeps the previous response's text and headers when a call fails before
         # a response arrives (a timeout): clear them so they describe this call only.
         exchange.last_response_headers = None
         exchange.last_http_response = None
         self.requests_made += 1
+        started = time.perf_counter_ns()
         try:
-            return await call()
+            result = await call()
         except ccxt.BaseError as exc:
+            self.stats.record(time.perf_counter_ns() - started, type(exc).__name__)
             raise map_ccxt_error(
                 self.exchange_id, exc, response_headers=exchange.last_response_headers
             ) from exc
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
             body = exchange.last_http_response
-            if isinstance(body, str) and body and exchange.parse_json(body) is None:
+            if (isinstance(body, str) and exchange.parse_json(body) is None) or body == "":
                 # Malformed JSON → TEMPORARY. CCXT does not raise for it: it keeps the
                 # text and its parser then trips (AttributeError). A cut-off or garbled
                 # body with a 2xx status comes from a dropped connection, a proxy or a
                 # CDN page, and the next poll normally succeeds; CCXT itself classes
                 # BadResponse under OperationFailed (retryable), not ExchangeError.
                 # Retries stay bounded by the caller's backoff and circuit breaker.
+                self.stats.record(time.perf_counter_ns() - started, "MalformedResponse")
                 bad = ccxt.BadResponse(f"response is not valid JSON: {body[:200]!r}")
                 raise map_ccxt_error(self.exchange_id, bad) from exc
             # A well-formed answer CCXT could not understand (an API change or a CCXT
             # bug) will not fix itself by retrying.
+            self.stats.record(time.perf_counter_ns() - started, type(exc).__name__)
             raise map_ccxt_error(self.exchange_id, exc) from exc
+        self.stats.record(time.perf_counter_ns() - started)
+        return result
 
     def _collect(self, into: list[Ticker], symbol: str, raw: Any, received_ns: int) -> None:
         if not isinstance(raw, Mapping):
@@ -360,9 +609,9 @@ class CcxtTickerSource:
         if bid is None and ask is None and last is None:
             self.skipped += 1
             return
-        into.append(
-            Ticker(
-                exchange=self.exchange_id,
+        try:
+            ticker = Ticker(
+                exchange=self.exchange_name,
                 market=self.market,
                 symbol=symbol,
                 bid=bid,
@@ -373,7 +622,45 @@ class CcxtTickerSource:
                 exchange_ts_ns=_timestamp_ns(raw.get("timestamp")) or received_ns,
                 received_ts_ns=received_ns,
             )
-        )
+        except (ValueError, TypeError):
+            self.skipped += 1  # inconsistent: never half a ticker
+            return
+        into.append(ticker)
+
+    def _order(self, raw: Any) -> OpenOrder | None:
+        if not isinstance(raw, Mapping):
+            return None
+        order_id, side, amount = raw.get("id"), raw.get("side"), _volume(raw.get("amount"))
+        symbol = raw.get("symbol")
+        if not order_id or side not in ("buy", "sell") or amount is None or not symbol:
+            return None
+        try:
+            return OpenOrder(
+                exchange=self.exchange_name,
+                market=self.market,
+                symbol=str(symbol),
+                order_id=str(order_id),
+                client_order_id=str(raw["clientOrderId"]) if raw.get("clientOrderId") else None,
+                side=side,
+                type=str(raw.get("type") or "unknown"),
+                price=_price(raw.get("price")),
+                amount=amount,
+                filled=_volume(raw.get("filled")) or Decimal(0),
+                remaining=_volume(raw.get("remaining")),
+                status=str(raw.get("status") or "open"),
+                created_ts_ns=_timestamp_ns(raw.get("timestamp")),
+            )
+        except (ValueError, TypeError):
+            return None
+
+
+def _ccxt_pro() -> Any:
+    """``ccxt.pro`` (WebSockets), or None if this CCXT build lacks it."""
+    try:
+        import ccxt.pro as pro
+    except ImportError:  # pragma: no cover - ccxt ships ccxt.pro since 4.0
+        return None
+    return pro
 
 
 def _decimal(value: Any) -> Decimal | None:

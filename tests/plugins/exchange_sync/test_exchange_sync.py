@@ -317,18 +317,18 @@ async def binance() -> AsyncIterator[FakeBinance]:
 
 
 def ccxt_config(make_config: MakeConfig, url: str, **ccxt: Any) -> CorecConfig:
-    venue = {
-        "exchange": "binance",
-        "market": "spot",
-        "symbols": ["BTC/USDT", "ETH/USDT"],
-        "api_url": url,
-    }
+    binance = {"spot": {"id": "binance", "symbols": ["BTC/USDT", "ETH/USDT"]}, "api_url": url}
     return make_config(
         {
             "node": {"plugins": ["exchange_sync"]},
             "exchange_sync": {
                 "source": "ccxt",
-                "ccxt": {"venues": [venue], "interval_s": 0.3, "timeout_s": 2, **ccxt},
+                "ccxt": {
+                    "exchanges": {"binance": binance},
+                    "interval_s": 0.3,
+                    "timeout_s": 2,
+                    **ccxt,
+                },
             },
         }
     )
@@ -372,12 +372,14 @@ async def test_ccxt_polling_publishes_exact_decimals(
         assert binance.count("/api/v3/exchangeInfo") == 1
         # one request per poll (the last may still be in flight when run() returned)
         assert len(polled) <= ticker_requests <= len(polled) + 1
-        venue = h["venues"]["binance.spot"]
+        venue = h["exchanges"]["binance"]
         assert len(polled) <= venue["polls"] <= len(polled) + 1
-        assert venue["failures"] == 0
+        assert venue["failed_polls"] == 0
         assert venue["tickers"] == 2 * len(polled)
-        assert venue["breaker"] == "closed"
+        assert venue["breaker_state"] == "closed"
         assert venue["last_success"] is not None
+        assert venue["requests"] == ticker_requests + 1  # + the markets, loaded once
+        assert Decimal(venue["latency_p50_ms"]) > 0
         assert h["status"] == "ok"
         assert h["tickers_published"] == 2 * len(polled)
 
@@ -408,30 +410,35 @@ async def test_ccxt_breaker_opens_on_repeated_500s(
 
         assert batches(rec) == []
         [change] = rec.payloads(BreakerStateChanged)
-        assert change.breaker == "exchange_sync.binance.spot"
+        assert change.breaker == "exchange_sync.binance"
         assert (change.previous, change.current) == ("closed", "open")
-        assert "TemporaryExchangeError" in change.reason
+        assert "ExchangeNotAvailable" in change.reason
         [opened] = [a for a in rec.payloads(Alert) if a.name == "breaker_open"]
         assert opened.severity == "high"
-        assert opened.labels == {"plugin": "exchange_sync", "breaker": "exchange_sync.binance.spot"}
+        assert opened.labels == {
+            "plugin": "exchange_sync",
+            "breaker": "exchange_sync.binance",
+            "exchange": "binance",
+        }
         assert "closed -> open" in opened.message
 
         h = health(node)
         assert h["status"] == "degraded"
-        venue = h["venues"]["binance.spot"]
-        assert venue["breaker"] == "open"
-        assert venue["failures"] == 2  # then the open breaker refuses without calling
-        assert venue["errors_by_kind"] == {"TemporaryExchangeError": 2}
+        venue = h["exchanges"]["binance"]
+        assert venue["breaker_state"] == "open"
+        assert venue["failed_polls"] == 2  # then the open breaker refuses without calling
+        # the symbol check at start found the exchange down too (and deferred the check)
+        assert venue["errors_by_kind"] == {"ExchangeNotAvailable": 3}
         assert venue["tickers"] == 0
         assert venue["last_success"] is None
-        assert len(binance.requests) == 2  # one attempt per poll, no retries
+        assert len(binance.requests) == 3  # start + one attempt per poll, no retries
         assert await count_rows(store_of(node), m.tickers) == 0
 
 
 async def test_ccxt_breaker_probes_and_closes_when_the_exchange_recovers(
     make_config: MakeConfig, binance: FakeBinance
 ) -> None:
-    binance.fail_next("server_error_500", times=2)
+    binance.fail_next("server_error_500", times=3)  # the check at start, then two polls
     config = ccxt_config(
         make_config, binance.url, retry_attempts=1, breaker_failures=2, breaker_reset_s=0.5
     )
@@ -456,5 +463,5 @@ async def test_ccxt_breaker_probes_and_closes_when_the_exchange_recovers(
         assert len(polled) >= 1
         assert polled[0].tickers[0].last == D("37342.36")
         assert h["status"] == "ok"
-        assert h["venues"]["binance.spot"]["breaker"] == "closed"
-        assert h["venues"]["binance.spot"]["failures"] == 2
+        assert h["exchanges"]["binance"]["breaker_state"] == "closed"
+        assert h["exchanges"]["binance"]["failed_polls"] == 2

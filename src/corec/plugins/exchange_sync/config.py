@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from corec.core.config import FrozenModel
 from corec.core.plugin import PluginConfig
 from corec.messages.exchange_data import Market
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 class ReplaySettings(FrozenModel):
@@ -65,60 +68,145 @@ class ReplaySettings(FrozenModel):
         return None if self.speed == "max" else float(self.speed)
 
 
-class VenueSettings(FrozenModel):
-    """One exchange and market to poll.
+class MarketSettings(FrozenModel):
+    """One market (spot or futures) of an exchange.
 
     Fields:
-        exchange: CCXT id (``binance``, ``binanceusdm``, ``okx`` …).
-        market: ``spot`` or ``futures``.
-        symbols: CCXT unified symbols (``BTC/USDT``, ``BTC/USDT:USDT``).
-        api_url: replaces the scheme and host of the exchange's API URLs (testnets,
-            proxies, recorded-response servers).
-        sandbox: use the exchange's testnet (CCXT ``set_sandbox_mode``).
+        id: the CCXT class that serves this market (``binance`` spot, ``binanceusdm``
+            USDT-margined futures; ``bybit`` and ``okx`` serve both).
+        symbols: CCXT unified symbols (``BTC/USDT`` spot, ``BTC/USDT:USDT`` perpetual).
+        api_url: replaces the scheme and host of this market's API URLs (testnets,
+            proxies, recorded-response servers); default the exchange's ``api_url``.
     """
 
-    exchange: str = Field(min_length=1)
-    market: Market
+    id: str = Field(min_length=1)
     symbols: tuple[str, ...] = Field(min_length=1)
     api_url: str | None = None
+
+    @field_validator("symbols")
+    @classmethod
+    def _distinct(cls, symbols: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"symbols are listed twice: {sorted(symbols)}")
+        return symbols
+
+
+class ExchangeSettings(FrozenModel):
+    """One exchange: its spot and/or futures market, overrides and credentials.
+
+    Fields:
+        spot, futures: the markets to follow (at least one).
+        api_url: replaces the scheme and host of every API URL of both markets.
+        sandbox: use the exchange's testnet (CCXT ``set_sandbox_mode``).
+        credentials_env: prefix of the environment variables holding the API
+            credentials: ``<prefix>_API_KEY``, ``<prefix>_API_SECRET``,
+            ``<prefix>_API_PASSPHRASE`` (KuCoin, OKX), each also readable from a file
+            named by ``<VAR>_FILE``; default ``COREC_<NAME>`` (``COREC_BINANCE_API_KEY``).
+            Open orders are polled only for exchanges with credentials.
+    """
+
+    spot: MarketSettings | None = None
+    futures: MarketSettings | None = None
+    api_url: str | None = None
     sandbox: bool = False
+    credentials_env: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _has_a_market(self) -> ExchangeSettings:
+        if self.spot is None and self.futures is None:
+            raise ValueError("give at least one of spot and futures")
+        return self
+
+    def markets(self) -> list[tuple[Market, MarketSettings]]:
+        """``[(market, settings), ...]`` for the markets configured, spot first."""
+        pairs: list[tuple[Market, MarketSettings | None]] = [
+            ("spot", self.spot),
+            ("futures", self.futures),
+        ]
+        return [(market, settings) for market, settings in pairs if settings is not None]
 
 
-def _default_venues() -> tuple[VenueSettings, ...]:
-    pairs = [
-        ("binance", "spot", ("BTC/USDT", "ETH/USDT")),
-        ("binanceusdm", "futures", ("BTC/USDT:USDT", "ETH/USDT:USDT")),
-        ("kucoin", "spot", ("BTC/USDT", "ETH/USDT")),
-        ("kucoinfutures", "futures", ("BTC/USDT:USDT", "ETH/USDT:USDT")),
-        ("bybit", "spot", ("BTC/USDT", "ETH/USDT")),
-        ("bybit", "futures", ("BTC/USDT:USDT", "ETH/USDT:USDT")),
-        ("okx", "spot", ("BTC/USDT", "ETH/USDT")),
-        ("okx", "futures", ("BTC/USDT:USDT", "ETH/USDT:USDT")),
-        ("kraken", "spot", ("BTC/USD", "ETH/USD")),
-        ("krakenfutures", "futures", ("BTC/USD:USD", "ETH/USD:USD")),
-    ]
-    return tuple(VenueSettings(exchange=e, market=m, symbols=s) for e, m, s in pairs)  # type: ignore[arg-type]
+def _default_exchanges() -> dict[str, ExchangeSettings]:
+    def market(ccxt_id: str, *symbols: str) -> MarketSettings:
+        return MarketSettings(id=ccxt_id, symbols=symbols)
+
+    usdt_spot = ("BTC/USDT", "ETH/USDT")
+    usdt_perps = ("BTC/USDT:USDT", "ETH/USDT:USDT")
+    return {
+        "binance": ExchangeSettings(
+            spot=market("binance", *usdt_spot), futures=market("binanceusdm", *usdt_perps)
+        ),
+        "kucoin": ExchangeSettings(
+            spot=market("kucoin", *usdt_spot), futures=market("kucoinfutures", *usdt_perps)
+        ),
+        "bybit": ExchangeSettings(
+            spot=market("bybit", *usdt_spot), futures=market("bybit", *usdt_perps)
+        ),
+        "okx": ExchangeSettings(spot=market("okx", *usdt_spot), futures=market("okx", *usdt_perps)),
+        "kraken": ExchangeSettings(
+            spot=market("kraken", "BTC/USD", "ETH/USD"),
+            futures=market("krakenfutures", "BTC/USD:USD", "ETH/USD:USD"),
+        ),
+    }
 
 
 class CcxtSettings(FrozenModel):
-    """Polling public tickers through CCXT.
+    """Live market data and open orders through CCXT.
 
     Fields:
-        venues: exchanges and markets to poll (default: the five, spot and futures).
-        interval_s: each venue is polled every ``interval_s``; venues are staggered
-            evenly across the interval.
+        exchanges: CoreC's name of each exchange (used in events, tables and alerts)
+            → its markets (default: the five, spot and USDT-margined perpetuals).
+        mode: ``poll`` (REST ``fetch_tickers``) or ``stream`` (ccxt.pro
+            ``watch_tickers`` where the exchange has it; polling where it has not, and
+            while a stream keeps failing).
+        interval_s: each exchange is polled every ``interval_s``.
+        stagger_s: delay between two exchanges' polls; default ``interval_s`` ÷ the
+            number of exchanges (five exchanges, 300 s: one every 60 s).
+        orders_interval_s: open orders are polled this often, for every exchange
+            with credentials.
         timeout_s: per HTTP request.
-        retry_attempts: attempts per poll for temporary errors (backoff with jitter).
-        breaker_failures, breaker_reset_s: a venue's breaker opens after this many
-            failed polls in a row, and probes again after ``breaker_reset_s``.
+        retry_attempts: attempts per poll for temporary errors (exponential backoff
+            with jitter, honouring ``Retry-After``).
+        breaker_failures, breaker_reset_s: an exchange's breaker opens after this many
+            failed polls in a row, and lets one probe through after ``breaker_reset_s``.
+        markets_cache_ttl_s: markets (``load_markets``) are cached on disk under
+            ``<data_dir>/exchange_sync/markets/`` for this long.
+        skip_unknown_symbols: a symbol an exchange does not list is skipped with a
+            warning instead of failing the start.
+        stream_failures_before_poll: stream errors in a row after which the exchange
+            is polled instead, until ``breaker_reset_s`` has passed.
     """
 
-    venues: tuple[VenueSettings, ...] = Field(default_factory=_default_venues, min_length=1)
+    exchanges: dict[str, ExchangeSettings] = Field(default_factory=_default_exchanges)
+    mode: Literal["poll", "stream"] = "poll"
     interval_s: float = Field(default=300.0, gt=0)
+    stagger_s: float | None = Field(default=None, ge=0)
+    orders_interval_s: float = Field(default=60.0, gt=0)
     timeout_s: float = Field(default=10.0, gt=0)
     retry_attempts: int = Field(default=3, ge=1)
     breaker_failures: int = Field(default=3, ge=1)
     breaker_reset_s: float = Field(default=900.0, gt=0)
+    markets_cache_ttl_s: float = Field(default=86_400.0, ge=0)
+    skip_unknown_symbols: bool = False
+    stream_failures_before_poll: int = Field(default=3, ge=1)
+
+    @field_validator("exchanges")
+    @classmethod
+    def _names(cls, exchanges: dict[str, ExchangeSettings]) -> dict[str, ExchangeSettings]:
+        if not exchanges:
+            raise ValueError("configure at least one exchange")
+        for name in exchanges:
+            if not _NAME.fullmatch(name):
+                raise ValueError(
+                    f"exchange name {name!r} must be lower-case letters, digits and '_'"
+                )
+        return exchanges
+
+    def stagger(self) -> float:
+        """Seconds between two exchanges' polls."""
+        if self.stagger_s is not None:
+            return self.stagger_s
+        return self.interval_s / len(self.exchanges)
 
 
 class ExchangeSyncConfig(PluginConfig):
@@ -129,6 +217,12 @@ class ExchangeSyncConfig(PluginConfig):
         replay, ccxt: settings of each source.
         store_tickers: store every ticker in the ``tickers`` table.
         flush_rows: tickers buffered before one batched insert.
+        cache_url: keep the latest tickers in Redis too (``redis://host:6379/0``), so
+            other processes (``corec prices``, API workers) read them; default: in
+            process only. Read by request: ``exchange_sync.latest``.
+        cache_ttl_s: a cached ticker older than this (received time) is not served.
+        retention_s: tickers and open-order snapshots older than this are deleted
+            (``None``: kept forever); checked every ``prune_interval_s``.
     """
 
     source: Literal["replay", "ccxt"] = "replay"
@@ -136,3 +230,14 @@ class ExchangeSyncConfig(PluginConfig):
     ccxt: CcxtSettings = CcxtSettings()
     store_tickers: bool = True
     flush_rows: int = Field(default=5000, gt=0)
+    cache_url: str | None = None
+    cache_ttl_s: float = Field(default=1800.0, gt=0)
+    retention_s: float | None = Field(default=7 * 86_400.0, gt=0)
+    prune_interval_s: float = Field(default=3600.0, gt=0)
+
+    @field_validator("cache_url")
+    @classmethod
+    def _redis_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"must be a redis:// URL, got {url!r}")
+        return url

@@ -1,45 +1,53 @@
 """exchange_sync plugin: publishes ``exchange_data`` from a replayed recording or from
-CCXT polls, and stores every ticker."""
+CCXT (polls or streams of the configured exchanges, and their open orders), keeps the
+latest tickers in a cache served as ``exchange_sync.latest``, stores every ticker, and
+records each exchange's health."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from corec.core import channels
 from corec.core.clock import NS_PER_S, ReplayClock, format_ts
-from corec.core.errors import CircuitOpenError, ExchangeError, PermanentExchangeError
+from corec.core.errors import ConfigError, InvalidEvent, PermanentExchangeError, StoreError
+from corec.core.events import Event
 from corec.core.notices import BreakerState, BreakerStateChanged
 from corec.core.plugin import Plugin, PluginContext, PluginHealth
-from corec.core.resilience import CircuitBreaker, retry
 from corec.core.store import Store
+from corec.exchanges.credentials import default_prefix, load_credentials
 from corec.exchanges.replay import Instrument, RecordingError, RecordingReader
-from corec.messages.exchange_data import Ticker, TickerBatch
-from corec.plugins.exchange_sync.config import ExchangeSyncConfig, VenueSettings
-from corec.plugins.exchange_sync.storage import TickerWriter, read_cursor, ticker_stats
+from corec.messages.exchange_data import (
+    LATEST,
+    LatestRequest,
+    LatestTickers,
+    OpenOrdersSnapshot,
+    Ticker,
+    TickerBatch,
+)
+from corec.plugins.exchange_sync.cache import RedisTickerMirror, TickerCache
+from corec.plugins.exchange_sync.config import ExchangeSyncConfig
+from corec.plugins.exchange_sync.storage import (
+    TickerWriter,
+    prune,
+    read_cursor,
+    save_health,
+    save_open_orders,
+    ticker_stats,
+)
 
 DEFAULT_RECORDING = "btc-perp_1m_2022-01.csv"
 YIELD_EVERY_ROWS = 500
+MIRROR_FLUSH_S = 0.5
+"""How often cached tickers are copied to Redis (with ``cache_url``)."""
 
 
 def bundled_recording(name: str = DEFAULT_RECORDING) -> Path:
     """Path of a recording bundled with CoreC (``corec/data/``)."""
     return Path(str(resources.files("corec") / "data" / name))
-
-
-@dataclass
-class VenueStats:
-    """Counters of one polled venue, for health."""
-
-    polls: int = 0
-    failures: int = 0
-    tickers: int = 0
-    last_success_ts_ns: int | None = None
-    last_error: str | None = None
-    errors_by_kind: dict[str, int] = field(default_factory=dict)
 
 
 class ExchangeSyncPlugin(Plugin):
@@ -48,6 +56,7 @@ class ExchangeSyncPlugin(Plugin):
     name = "exchange_sync"
     Config = ExchangeSyncConfig
     publishes = (channels.EXCHANGE_DATA, channels.SYSTEM, channels.ALERTS)
+    serves = (LATEST,)
     migrations = Path(__file__).parent / "migrations"
     status_key = "exchange_sync"
 
@@ -63,13 +72,24 @@ class ExchangeSyncPlugin(Plugin):
         self.replay_done = False
         self.resumed_rows = 0
         self._cursor: tuple[str, int, int] | None = None
-        self.venue_stats: dict[str, VenueStats] = {}
-        self.breakers: dict[str, CircuitBreaker] = {}
+        self.workers: dict[str, Any] = {}
+        self.cache = TickerCache(ttl_s=self.config.cache_ttl_s)
+        self.mirror: RedisTickerMirror | None = None
+        if self.config.cache_url is not None:
+            self.mirror = RedisTickerMirror(
+                self.config.cache_url,
+                instance_id=ctx.config.node.instance_id,
+                ttl_s=self.config.cache_ttl_s,
+            )
+            ctx.spawn("cache_mirror", self._flush_mirror_periodically)
+        ctx.serve(LATEST, self._latest)
         if self.config.source == "replay":
             await self._prepare_replay()
             ctx.spawn("replay", self._replay, essential=True)
         else:
-            self._prepare_polling()
+            await self._prepare_ccxt()
+            if self.config.retention_s is not None:
+                ctx.spawn("prune", self._prune_periodically)
 
     # -- replay --------------------------------------------------------------------------
     async def _prepare_replay(self) -> None:
@@ -111,6 +131,7 @@ class ExchangeSyncPlugin(Plugin):
         clock = ctx.clock if isinstance(ctx.clock, ReplayClock) else None
         factor = self.config.replay.speed_factor()
         store = self.config.store_tickers
+        cache, mirror = self.cache, self.mirror
         last_ts = 0
         for ticker in reader.tickers():  # replayed data is received when it happened
             ts = ticker.exchange_ts_ns
@@ -126,6 +147,9 @@ class ExchangeSyncPlugin(Plugin):
                 clock.advance_to(ts)
             await ctx.publish(channels.EXCHANGE_DATA, TickerBatch(tickers=(ticker,)))
             self.published += 1
+            cache.put((ticker,))
+            if mirror is not None:
+                mirror.put((ticker,))
             replayed += 1
             last_ts = ts
             self._cursor = (self.recording_key, ts, replayed)
@@ -149,90 +173,81 @@ class ExchangeSyncPlugin(Plugin):
         if self.config.replay.stop_at_end:
             ctx.request_shutdown(f"recording {reader.path.name} finished")
 
-    # -- CCXT polling ----------------------------------------------------------------------
-    def _prepare_polling(self) -> None:
-        venues = self.config.ccxt.venues
-        interval = self.config.ccxt.interval_s
-        for index, venue in enumerate(venues):
-            key = f"{venue.exchange}.{venue.market}"
-            self.venue_stats[key] = VenueStats()
-            self.breakers[key] = CircuitBreaker(
-                f"{self.name}.{key}",
-                failure_threshold=self.config.ccxt.breaker_failures,
-                reset_timeout_s=self.config.ccxt.breaker_reset_s,
-                clock=self.ctx.clock,
-                on_change=self._breaker_changed,
-            )
-            offset = interval * index / len(venues)
-            self.ctx.spawn(f"poll.{key}", lambda v=venue, k=key, o=offset: self._poll(v, k, o))
-
-    async def _poll(self, venue: VenueSettings, key: str, offset_s: float) -> None:
+    # -- CCXT ----------------------------------------------------------------------------
+    async def _prepare_ccxt(self) -> None:
         # imported here: CCXT takes about a second to import, which a replay never needs
-        from corec.exchanges.ccxt_source import CcxtTickerSource
+        from corec.plugins.exchange_sync.worker import ExchangeWorker
 
         settings = self.config.ccxt
-        stats, breaker = self.venue_stats[key], self.breakers[key]
+        markets_dir = self.ctx.config.node.data_dir / "exchange_sync" / "markets"
+        for name, exchange in settings.exchanges.items():
+            prefix = exchange.credentials_env or default_prefix(name)
+            try:
+                credentials = load_credentials(prefix)
+                worker = ExchangeWorker(
+                    name,
+                    exchange,
+                    settings,
+                    ctx=self.ctx,
+                    credentials=credentials,
+                    markets_dir=markets_dir,
+                    on_tickers=self._on_tickers,
+                    on_orders=self._on_orders,
+                    on_health=self._on_health,
+                    on_breaker=self._breaker_changed,
+                )
+            except PermanentExchangeError as exc:
+                raise ConfigError(f"exchange_sync.ccxt.exchanges.{name}: {exc}") from exc
+            except ConfigError as exc:
+                raise ConfigError(f"exchange_sync.ccxt.exchanges.{name}: {exc}") from exc
+            self.workers[name] = worker
         try:
-            source = CcxtTickerSource(
-                venue.exchange,
-                venue.market,
-                venue.symbols,
-                clock=self.ctx.clock,
-                api_url=venue.api_url,
-                sandbox=venue.sandbox,
-                timeout_s=settings.timeout_s,
-            )
-        except PermanentExchangeError as exc:
-            stats.last_error = str(exc)
-            await self.ctx.alert(
-                "exchange_config_error", str(exc), severity="high", labels={"venue": key}
-            )
-            return
-        try:
-            if await self.ctx.sleep(offset_s):
-                return
-            while True:
-                await self._poll_once(source, stats, breaker, key)
-                if await self.ctx.sleep(settings.interval_s):
-                    return
-        finally:
-            await source.close()
+            await asyncio.gather(*(w.check_symbols() for w in self.workers.values()))
+        except BaseException:
+            await self._close_workers()
+            raise
+        stagger = settings.stagger()
+        for index, (name, worker) in enumerate(self.workers.items()):
+            offset = stagger * index
+            streamed = [
+                m for m, s in worker.sources.items() if settings.mode == "stream" and s.can_stream
+            ]
+            for market in streamed:
+                self.ctx.spawn(
+                    f"stream.{name}.{market}", lambda w=worker, m=market: w.run_stream(m)
+                )
+            if settings.mode == "stream" and len(streamed) < len(worker.sources):
+                self.ctx.log.info("stream_unsupported_polling", exchange=name)
+            self.ctx.spawn(f"poll.{name}", lambda w=worker, o=offset: w.run_polls(o))
+            if worker.has_credentials:
+                self.ctx.spawn(f"orders.{name}", lambda w=worker, o=offset: w.run_orders(o))
+        self.ctx.log.info(
+            "ccxt_ready",
+            exchanges=list(self.workers),
+            mode=settings.mode,
+            interval_s=settings.interval_s,
+            stagger_s=stagger,
+            with_credentials=[n for n, w in self.workers.items() if w.has_credentials],
+        )
 
-    async def _poll_once(
-        self, source: Any, stats: VenueStats, breaker: CircuitBreaker, key: str
-    ) -> None:
-        settings = self.config.ccxt
-        stats.polls += 1
-        try:
-            tickers: list[Ticker] = await breaker.call(
-                lambda: retry(
-                    source.fetch,
-                    attempts=settings.retry_attempts,
-                    max_delay_s=settings.interval_s / 4,
-                )
-            )
-        except CircuitOpenError:
-            return
-        except ExchangeError as exc:
-            stats.failures += 1
-            kind = type(exc).__name__
-            stats.errors_by_kind[kind] = stats.errors_by_kind.get(kind, 0) + 1
-            stats.last_error = str(exc)
-            self.ctx.log.warning("exchange_poll_failed", venue=key, error=str(exc))
-            if isinstance(exc, PermanentExchangeError):
-                await self.ctx.alert(
-                    "exchange_api_error", str(exc), severity="high", labels={"venue": key}
-                )
-            return
-        stats.tickers += len(tickers)
-        stats.last_success_ts_ns = self.ctx.clock.now_ns()
-        if tickers:
-            await self.ctx.publish(channels.EXCHANGE_DATA, TickerBatch(tickers=tuple(tickers)))
-            self.published += len(tickers)
-            if self.config.store_tickers:
-                for ticker in tickers:
-                    self.writer.add(ticker)
-                await self.writer.flush()
+    async def _on_tickers(self, tickers: list[Ticker]) -> None:
+        """Publish one exchange's tickers, cache them and store them."""
+        await self.ctx.publish(channels.EXCHANGE_DATA, TickerBatch(tickers=tuple(tickers)))
+        self.published += len(tickers)
+        self.cache.put(tickers)
+        if self.mirror is not None:
+            self.mirror.put(tickers)
+        if self.config.store_tickers:
+            for ticker in tickers:
+                self.writer.add(ticker)
+            await self.writer.flush()
+
+    async def _on_orders(self, snapshot: OpenOrdersSnapshot) -> None:
+        await self.ctx.publish(channels.EXCHANGE_DATA, snapshot)
+        await save_open_orders(self.ctx.store, snapshot)  # type: ignore[arg-type]
+
+    async def _on_health(self, worker: Any) -> None:
+        await save_health(self.ctx.store, [worker.health()])  # type: ignore[arg-type]
 
     async def _breaker_changed(
         self, name: str, previous: BreakerState, current: BreakerState, reason: str
@@ -241,13 +256,63 @@ class ExchangeSyncPlugin(Plugin):
             channels.SYSTEM,
             BreakerStateChanged(breaker=name, previous=previous, current=current, reason=reason),
         )
+        exchange = name.rsplit(".", 1)[-1]
         severity = "high" if current == "open" else "low"
         await self.ctx.alert(
             f"breaker_{current}",
-            f"{name}: breaker {previous} -> {current} ({reason})",
+            f"{exchange}: breaker {previous} -> {current} ({reason})",
             severity=severity,
-            labels={"breaker": name},
+            labels={"breaker": name, "exchange": exchange},
         )
+
+    async def _close_workers(self) -> None:
+        for worker in self.workers.values():
+            await worker.close()
+
+    # -- cache, retention ------------------------------------------------------------------
+    async def _latest(self, event: Event) -> LatestTickers:
+        request = event.payload
+        if not isinstance(request, LatestRequest):
+            raise InvalidEvent(f"{LATEST} takes LatestRequest, got {type(request).__name__}")
+        now = self.ctx.clock.now_ns()
+        tickers = self.cache.latest(
+            now, exchange=request.exchange, market=request.market, symbol=request.symbol
+        )
+        return LatestTickers(as_of_ts_ns=now, tickers=tuple(tickers))
+
+    async def _flush_mirror_periodically(self) -> None:
+        assert self.mirror is not None
+        while not await self.ctx.sleep(MIRROR_FLUSH_S):
+            try:
+                await self.mirror.flush()
+            except StoreError as exc:
+                self.ctx.log.warning("ticker_cache_redis_failed", error=str(exc))
+
+    async def _prune_periodically(self) -> None:
+        while True:
+            await self.prune_now()
+            if await self.ctx.sleep(self.config.prune_interval_s):
+                return
+
+    async def prune_now(self) -> tuple[int, int]:
+        """Delete tickers and open-order snapshots older than ``retention_s``.
+
+        Returns:
+            ``(tickers deleted, snapshots deleted)``.
+        """
+        retention = self.config.retention_s
+        if retention is None:
+            return 0, 0
+        cutoff = self.ctx.clock.now_ns() - int(retention * NS_PER_S)
+        deleted = await prune(self.ctx.store, older_than_ns=cutoff)  # type: ignore[arg-type]
+        if any(deleted):
+            self.ctx.log.info(
+                "pruned",
+                tickers=deleted[0],
+                open_order_snapshots=deleted[1],
+                before=format_ts(cutoff),
+            )
+        return deleted
 
     @classmethod
     def replay_start_ns(cls, config: ExchangeSyncConfig) -> int | None:  # type: ignore[override]
@@ -270,6 +335,15 @@ class ExchangeSyncPlugin(Plugin):
     async def stop(self) -> None:
         # tickers published so far are stored, and a replay resumes after them
         await self.writer.flush(cursor=self._cursor)
+        if self.workers:
+            await save_health(self.ctx.store, [w.health() for w in self.workers.values()])  # type: ignore[arg-type]
+            await self._close_workers()
+        if self.mirror is not None:
+            try:
+                await self.mirror.flush()
+            except StoreError as exc:
+                self.ctx.log.warning("ticker_cache_redis_failed", error=str(exc))
+            await self.mirror.close()
 
     def health(self) -> PluginHealth:
         details: dict[str, Any] = {
@@ -286,21 +360,13 @@ class ExchangeSyncPlugin(Plugin):
                 progress={"done": self.reader.rows_read, "total": self.total_rows},
                 finished=self.replay_done,
             )
-        if self.venue_stats:
-            details["venues"] = {
-                key: {
-                    "polls": s.polls,
-                    "failures": s.failures,
-                    "tickers": s.tickers,
-                    "last_success": format_ts(s.last_success_ts_ns),
-                    "last_error": s.last_error,
-                    "errors_by_kind": s.errors_by_kind,
-                    "breaker": self.breakers[key].state,
-                }
-                for key, s in self.venue_stats.items()
+        if self.workers:
+            details["exchanges"] = {
+                name: worker.health().as_json() for name, worker in self.workers.items()
             }
+        details["tickers_cached"] = len(self.cache)
         details["tickers_buffered"] = self.writer.buffered
-        degraded = any(b.state != "closed" for b in self.breakers.values())
+        degraded = any(w.breaker.state != "closed" for w in self.workers.values())
         return PluginHealth(status="degraded" if degraded else "ok", details=details)
 
     @classmethod

@@ -1,15 +1,19 @@
-"""Batched, idempotent storage of tickers and the replay cursor."""
+"""exchange_sync's storage: batched, idempotent tickers and the replay cursor; each
+exchange's health; open-order snapshots; retention pruning."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, delete, func, insert, select
 
 from corec.core.store import Store
 from corec.core.store.upsert import insert_ignoring_duplicates, upsert
-from corec.messages.exchange_data import Ticker
+from corec.messages.exchange_data import OpenOrdersSnapshot, Ticker
 from corec.plugins.exchange_sync import models as m
+from corec.plugins.exchange_sync.health import ExchangeHealth
 
 
 def ticker_row(t: Ticker) -> dict[str, Any]:
@@ -93,3 +97,156 @@ async def ticker_stats(store: Store) -> tuple[int, int | None]:
     query = select(func.count(), func.max(m.tickers.c.exchange_ts_ns))
     row = await store.read(lambda conn: conn.execute(query).one())
     return int(row[0]), row[1]
+
+
+def health_row(health: ExchangeHealth) -> dict[str, Any]:
+    """The ``exchange_health`` row of one exchange's health."""
+    return {
+        "exchange": health.exchange,
+        "breaker_state": health.breaker_state,
+        "mode": health.mode,
+        "polls": health.polls,
+        "failed_polls": health.failed_polls,
+        "consecutive_failures": health.consecutive_failures,
+        "requests": health.requests,
+        "errors": sum(health.errors_by_kind.values()),
+        "errors_by_kind": json.dumps(health.errors_by_kind, sort_keys=True),
+        "latency_p50_ms": health.latency_p50_ms,
+        "latency_p95_ms": health.latency_p95_ms,
+        "tickers": health.tickers,
+        "last_success_ts_ns": health.last_success_ts_ns,
+        "last_error": health.last_error,
+        "updated_ts_ns": health.updated_ts_ns,
+    }
+
+
+_HEALTH_FIELDS = [c.name for c in m.exchange_health.columns if c.name != "exchange"]
+
+
+async def save_health(store: Store, healths: Sequence[ExchangeHealth]) -> None:
+    """Upsert the ``exchange_health`` rows of ``healths`` in one transaction."""
+    if not healths:
+        return
+    statement = upsert(m.exchange_health, store.dialect, ["exchange"], _HEALTH_FIELDS)
+    rows = [health_row(h) for h in healths]
+    await store.write(lambda conn: conn.execute(statement, rows))
+
+
+async def read_health(store: Store) -> list[ExchangeHealth]:
+    """Every exchange's stored health, by exchange name."""
+    query = select(m.exchange_health).order_by(m.exchange_health.c.exchange)
+    rows = await store.read(lambda conn: conn.execute(query).mappings().all())
+    return [
+        ExchangeHealth(
+            exchange=row["exchange"],
+            breaker_state=row["breaker_state"],
+            mode=row["mode"],
+            polls=row["polls"],
+            failed_polls=row["failed_polls"],
+            consecutive_failures=row["consecutive_failures"],
+            requests=row["requests"],
+            errors_by_kind=json.loads(row["errors_by_kind"]),
+            latency_p50_ms=row["latency_p50_ms"],
+            latency_p95_ms=row["latency_p95_ms"],
+            tickers=row["tickers"],
+            last_success_ts_ns=row["last_success_ts_ns"],
+            last_error=row["last_error"],
+            updated_ts_ns=row["updated_ts_ns"],
+        )
+        for row in rows
+    ]
+
+
+async def save_open_orders(store: Store, snapshot: OpenOrdersSnapshot) -> None:
+    """Store one open-orders snapshot and its orders in one transaction."""
+
+    def write(conn: Connection) -> None:
+        snapshot_id = conn.execute(
+            insert(m.open_order_snapshots).values(
+                exchange=snapshot.exchange,
+                market=snapshot.market,
+                taken_ts_ns=snapshot.taken_ts_ns,
+                orders=len(snapshot.orders),
+            )
+        ).inserted_primary_key[0]
+        if snapshot.orders:
+            conn.execute(
+                insert(m.open_orders),
+                [
+                    {
+                        "snapshot_id": snapshot_id,
+                        "exchange": o.exchange,
+                        "market": o.market,
+                        "symbol": o.symbol,
+                        "order_id": o.order_id,
+                        "client_order_id": o.client_order_id,
+                        "side": o.side,
+                        "type": o.type,
+                        "price": o.price,
+                        "amount": o.amount,
+                        "filled": o.filled,
+                        "remaining": o.remaining,
+                        "status": o.status,
+                        "created_ts_ns": o.created_ts_ns,
+                    }
+                    for o in snapshot.orders
+                ],
+            )
+
+    await store.write(write)
+
+
+async def prune(store: Store, *, older_than_ns: int) -> tuple[int, int]:
+    """Delete tickers received and open-order snapshots taken before ``older_than_ns``.
+
+    Returns:
+        ``(tickers deleted, snapshots deleted)``; a snapshot's orders go with it.
+    """
+
+    def write(conn: Connection) -> tuple[int, int]:
+        tickers = conn.execute(
+            delete(m.tickers).where(m.tickers.c.received_ts_ns < older_than_ns)
+        ).rowcount
+        old = select(m.open_order_snapshots.c.id).where(
+            m.open_order_snapshots.c.taken_ts_ns < older_than_ns
+        )
+        conn.execute(delete(m.open_orders).where(m.open_orders.c.snapshot_id.in_(old)))
+        snapshots = conn.execute(
+            delete(m.open_order_snapshots).where(
+                m.open_order_snapshots.c.taken_ts_ns < older_than_ns
+            )
+        ).rowcount
+        return int(tickers or 0), int(snapshots or 0)
+
+    return await store.write(write)
+
+
+async def latest_stored_tickers(store: Store, *, since_ns: int) -> list[Ticker]:
+    """The newest stored ticker of each instrument received at or after ``since_ns``."""
+    t = m.tickers
+    newest = (
+        select(t.c.exchange, t.c.market, t.c.symbol, func.max(t.c.id).label("id"))
+        .where(t.c.received_ts_ns >= since_ns)
+        .group_by(t.c.exchange, t.c.market, t.c.symbol)
+        .subquery()
+    )
+    query = (
+        select(t).join(newest, t.c.id == newest.c.id).order_by(t.c.exchange, t.c.market, t.c.symbol)
+    )
+    rows = await store.read(lambda conn: conn.execute(query).mappings().all())
+    return [
+        Ticker(
+            exchange=r["exchange"],
+            market=r["market"],
+            symbol=r["symbol"],
+            bid=r["bid"],
+            ask=r["ask"],
+            last=r["last"],
+            base_volume=r["base_volume"],
+            quote_volume=r["quote_volume"],
+            exchange_ts_ns=r["exchange_ts_ns"],
+            received_ts_ns=r["received_ts_ns"],
+            seq=r["seq"],
+        )
+        for r in rows
+    ]
