@@ -1,10 +1,12 @@
-"""The ``corec`` command: ``run``, ``status``, ``pool``, ``alerts``, ``db``."""
+"""The ``corec`` command: ``run``, ``status``, ``exchanges``, ``prices``, ``pool``,
+``alerts``, ``db``."""
 
 from __future__ import annotations
 
 import typer
 
 from corec.cli import alerts, db, pool
+from corec.cli.market import exchanges, prices
 from corec.cli.run import run
 from corec.cli.status import status
 
@@ -17,6 +19,8 @@ app = typer.Typer(
 )
 app.command()(run)
 app.command()(status)
+app.command()(exchanges)
+app.command()(prices)
 app.add_typer(pool.app, name="pool")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(db.app, name="db")

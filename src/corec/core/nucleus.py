@@ -33,7 +33,7 @@ from corec.core import channels
 from corec.core.bus import Bus, create_bus
 from corec.core.clock import Clock, ReplayClock, SystemClock
 from corec.core.config import CorecConfig
-from corec.core.errors import PluginError
+from corec.core.errors import ConfigError, PluginError
 from corec.core.events import make_event
 from corec.core.notices import Alert, NodeShutdown, PluginState, PluginStateChanged
 from corec.core.plugin import Plugin, PluginContext, PluginHealth
@@ -192,6 +192,8 @@ class Node:
 
         Raises:
             PluginError: a plugin failed to start (those started are stopped again).
+            ConfigError: a plugin found its configuration wrong at start (an unknown
+                exchange or symbol); those started are stopped again.
         """
         node = self.config.node
         if node.fresh_start:
@@ -223,6 +225,8 @@ class Node:
                 log.error("plugin_start_failed", plugin=name, error=running.error)
                 ctx.detach()
                 await self.stop()
+                if isinstance(exc, ConfigError):  # the user's to fix: exit 2, as at load
+                    raise ConfigError(exc.source, exc.problems) from exc
                 raise PluginError(f"plugin {name!r} failed to start: {exc}") from exc
             self._started.append(name)
             await self._set_state(name, "running")

@@ -74,13 +74,13 @@ def load_credentials(prefix: str, environ: Mapping[str, str] | None = None) -> C
         var = f"{prefix}_{name}"
         direct, file_var = env.get(var), env.get(f"{var}_FILE")
         if direct and file_var:
-            raise ConfigError(f"both {var} and {var}_FILE are set; keep one")
+            raise ConfigError("environment", [f"both {var} and {var}_FILE are set; keep one"])
         if file_var:
             try:
                 values[name] = Path(file_var).read_text(encoding="utf-8").strip() or None
             except OSError as exc:
                 raise ConfigError(
-                    f"{var}_FILE: cannot read {file_var}: {exc.strerror or exc}"
+                    "environment", [f"{var}_FILE: cannot read {file_var}: {exc.strerror or exc}"]
                 ) from exc
         else:
             values[name] = direct or None
@@ -89,5 +89,7 @@ def load_credentials(prefix: str, environ: Mapping[str, str] | None = None) -> C
         return None
     if key is None or secret is None:
         missing = f"{prefix}_API_KEY" if key is None else f"{prefix}_API_SECRET"
-        raise ConfigError(f"{missing} is not set (the other half of the API credentials is)")
+        raise ConfigError(
+            "environment", [f"{missing} is not set (the other half of the API credentials is)"]
+        )
     return Credentials(api_key=key, secret=secret, passphrase=values["API_PASSPHRASE"])

@@ -197,9 +197,8 @@ class ExchangeSyncPlugin(Plugin):
                     on_breaker=self._breaker_changed,
                 )
             except PermanentExchangeError as exc:
-                raise ConfigError(f"exchange_sync.ccxt.exchanges.{name}: {exc}") from exc
-            except ConfigError as exc:
-                raise ConfigError(f"exchange_sync.ccxt.exchanges.{name}: {exc}") from exc
+                where = f"exchange_sync.ccxt.exchanges.{name}"
+                raise ConfigError("exchange_sync", [f"{where}: {exc}"]) from exc
             self.workers[name] = worker
         try:
             await asyncio.gather(*(w.check_symbols() for w in self.workers.values()))

@@ -134,10 +134,13 @@ class ExchangeWorker:
                 )
             except UnknownSymbolError as exc:
                 raise ConfigError(
-                    f"{where}.symbols: {exc} (or set exchange_sync.ccxt.skip_unknown_symbols: true)"
+                    "exchange_sync",
+                    [
+                        f"{where}.symbols: {exc} (or set exchange_sync.ccxt.skip_unknown_symbols: true)"
+                    ],
                 ) from exc
             except PermanentExchangeError as exc:
-                raise ConfigError(f"{where}: {exc}") from exc
+                raise ConfigError("exchange_sync", [f"{where}: {exc}"]) from exc
             except (TemporaryExchangeError, TimeoutError) as exc:
                 self.ctx.log.warning(
                     "exchange_unreachable_at_start",
