@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= configs/demo.yaml
 
-.PHONY: run test lint bench bench-bus bench-pipeline clean
+.PHONY: run test lint bench bench-bus bench-pipeline bench-exchange-sync clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +28,16 @@ lint: $(VENV)/.installed-dev
 test: lint
 	$(BIN)/pytest
 
-bench: bench-bus bench-pipeline
+bench: bench-bus bench-pipeline bench-exchange-sync
 
 bench-bus: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_bus.py
 
 bench-pipeline: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_pipeline.py
+
+bench-exchange-sync: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/bench_exchange_sync.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

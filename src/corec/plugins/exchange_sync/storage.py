@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select
@@ -33,6 +34,41 @@ def ticker_row(t: Ticker) -> dict[str, Any]:
     }
 
 
+_TICKER_COLUMNS = (
+    "exchange",
+    "market",
+    "symbol",
+    "bid",
+    "ask",
+    "last",
+    "base_volume",
+    "quote_volume",
+    "exchange_ts_ns",
+    "received_ts_ns",
+    "seq",
+)
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def _sqlite_row(t: Ticker) -> tuple[Any, ...]:
+    return (
+        t.exchange,
+        t.market,
+        t.symbol,
+        _text(t.bid),
+        _text(t.ask),
+        _text(t.last),
+        _text(t.base_volume),
+        _text(t.quote_volume),
+        t.exchange_ts_ns,
+        t.received_ts_ns,
+        t.seq,
+    )
+
+
 class TickerWriter:
     """Buffers tickers and writes them in batches, skipping ones already stored.
 
@@ -45,12 +81,25 @@ class TickerWriter:
     def __init__(self, store: Store, *, flush_rows: int) -> None:
         self.store = store
         self.flush_rows = flush_rows
-        self._buffer: list[dict[str, Any]] = []
-        self._insert = insert_ignoring_duplicates(m.tickers, store.dialect, m.TICKER_KEY)
+        self._buffer: list[Any] = []
         self._cursor_upsert = upsert(
             m.replay_cursor, store.dialect, ["recording"], ["last_ts_ns", "rows_replayed"]
         )
         self.flushed = 0
+        # SQLite: rows go as plain tuples through the driver's executemany, skipping
+        # SQLAlchemy's per-row parameter processing (3-4x faster per row). Decimals are
+        # written as DecimalColumn writes them on SQLite (``format(d, "f")``); a Ticker
+        # only ever holds finite Decimals.
+        self._fast = store.dialect == "sqlite"
+        if self._fast:
+            columns = ", ".join(_TICKER_COLUMNS)
+            marks = ", ".join("?" for _ in _TICKER_COLUMNS)
+            self._sql = (
+                f"INSERT INTO tickers ({columns}) VALUES ({marks}) "
+                f"ON CONFLICT ({', '.join(m.TICKER_KEY)}) DO NOTHING"
+            )
+        else:
+            self._insert = insert_ignoring_duplicates(m.tickers, store.dialect, m.TICKER_KEY)
 
     @property
     def buffered(self) -> int:
@@ -59,7 +108,7 @@ class TickerWriter:
 
     def add(self, ticker: Ticker) -> bool:
         """Buffer one ticker; True when the buffer is full and should be flushed."""
-        self._buffer.append(ticker_row(ticker))
+        self._buffer.append(_sqlite_row(ticker) if self._fast else ticker_row(ticker))
         return len(self._buffer) >= self.flush_rows
 
     async def flush(self, *, cursor: tuple[str, int, int] | None = None) -> None:
@@ -67,11 +116,13 @@ class TickerWriter:
         rows, self._buffer = self._buffer, []
         if not rows and cursor is None:
             return
-        insert_rows, cursor_upsert = self._insert, self._cursor_upsert
+        cursor_upsert = self._cursor_upsert
 
         def write(conn: Connection) -> None:
-            if rows:
-                conn.execute(insert_rows, rows)
+            if rows and self._fast:
+                conn.exec_driver_sql(self._sql, rows)
+            elif rows:
+                conn.execute(self._insert, rows)
             if cursor is not None:
                 recording, last_ts_ns, replayed = cursor
                 conn.execute(
