@@ -264,6 +264,9 @@ class CcxtTickerSource:
         self._closed = False
         user_options = dict(options or {})
         user_options.setdefault("warnOnFetchOpenOrdersWithoutSymbol", False)
+        if stream and exchange_id.startswith("binance"):
+            # binance streams ``miniTicker`` by default, which has no bid or ask
+            user_options.setdefault("watchTickers", {"name": "ticker"})
         config: dict[str, Any] = {
             "enableRateLimit": True,
             "timeout": max(1, round(timeout_s * 1000)),
@@ -353,7 +356,10 @@ class CcxtTickerSource:
         if not self.can_stream:
             raise PermanentExchangeError(self.exchange_id, "cannot stream tickers")
         await self.validate_symbols()
-        raw = await self._call(lambda: self._exchange.watch_tickers(list(self.symbols)))
+        # not timed: a watch waits for the market to move, its duration is no latency
+        raw = await self._call(
+            lambda: self._exchange.watch_tickers(list(self.symbols)), timed=False
+        )
         return self.tickers_from(raw, self._clock.now_ns(), only_present=True)
 
     def tickers_from(
@@ -560,8 +566,9 @@ class CcxtTickerSource:
         except OSError:
             pass  # a cache that cannot be written only costs a reload next start
 
-    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Run one CCXT call, record its latency and outcome; raise only CoreC errors."""
+    async def _call(self, call: Callable[[], Awaitable[T]], *, timed: bool = True) -> T:
+        """Run one CCXT call, record its latency (if ``timed``) and outcome; raise only
+        CoreC errors."""
         exchange = self._exchange
         # CCXT keeps the previous response's text and headers when a call fails before
         # a response arrives (a timeout): clear them so they describe this call only.
@@ -569,10 +576,14 @@ class CcxtTickerSource:
         exchange.last_http_response = None
         self.requests_made += 1
         started = time.perf_counter_ns()
+
+        def elapsed() -> int | None:
+            return time.perf_counter_ns() - started if timed else None
+
         try:
             result = await call()
         except ccxt.BaseError as exc:
-            self.stats.record(time.perf_counter_ns() - started, type(exc).__name__)
+            self.stats.record(elapsed(), type(exc).__name__)
             raise map_ccxt_error(
                 self.exchange_id, exc, response_headers=exchange.last_response_headers
             ) from exc
@@ -587,14 +598,14 @@ class CcxtTickerSource:
                 # CDN page, and the next poll normally succeeds; CCXT itself classes
                 # BadResponse under OperationFailed (retryable), not ExchangeError.
                 # Retries stay bounded by the caller's backoff and circuit breaker.
-                self.stats.record(time.perf_counter_ns() - started, "MalformedResponse")
+                self.stats.record(elapsed(), "MalformedResponse")
                 bad = ccxt.BadResponse(f"response is not valid JSON: {body[:200]!r}")
                 raise map_ccxt_error(self.exchange_id, bad) from exc
             # A well-formed answer CCXT could not understand (an API change or a CCXT
             # bug) will not fix itself by retrying.
-            self.stats.record(time.perf_counter_ns() - started, type(exc).__name__)
+            self.stats.record(elapsed(), type(exc).__name__)
             raise map_ccxt_error(self.exchange_id, exc) from exc
-        self.stats.record(time.perf_counter_ns() - started)
+        self.stats.record(elapsed())
         return result
 
     def _collect(self, into: list[Ticker], symbol: str, raw: Any, received_ns: int) -> None:

@@ -29,10 +29,12 @@ class RequestStats:
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     latencies_ns: deque[int] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
-    def record(self, latency_ns: int, error_kind: str | None = None) -> None:
-        """Count one request that took ``latency_ns`` and failed with ``error_kind``."""
+    def record(self, latency_ns: int | None, error_kind: str | None = None) -> None:
+        """Count one request that took ``latency_ns`` (``None``: not a latency, such as
+        a WebSocket wait) and failed with ``error_kind`` (``None``: succeeded)."""
         self.requests += 1
-        self.latencies_ns.append(latency_ns)
+        if latency_ns is not None:
+            self.latencies_ns.append(latency_ns)
         if error_kind is not None:
             self.errors_by_kind[error_kind] = self.errors_by_kind.get(error_kind, 0) + 1
 

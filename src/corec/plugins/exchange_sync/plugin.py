@@ -14,7 +14,7 @@ from typing import Any
 from corec.core import channels
 from corec.core.clock import NS_PER_S, ReplayClock, format_ts
 from corec.core.errors import ConfigError, InvalidEvent, PermanentExchangeError, StoreError
-from corec.core.events import Event
+from corec.core.events import Payload
 from corec.core.notices import BreakerState, BreakerStateChanged
 from corec.core.plugin import Plugin, PluginContext, PluginHealth
 from corec.core.store import Store
@@ -211,6 +211,7 @@ class ExchangeSyncPlugin(Plugin):
             streamed = [
                 m for m, s in worker.sources.items() if settings.mode == "stream" and s.can_stream
             ]
+            worker.streaming.update(streamed)  # polled only once their stream fails
             for market in streamed:
                 self.ctx.spawn(
                     f"stream.{name}.{market}", lambda w=worker, m=market: w.run_stream(m)
@@ -269,8 +270,7 @@ class ExchangeSyncPlugin(Plugin):
             await worker.close()
 
     # -- cache, retention ------------------------------------------------------------------
-    async def _latest(self, event: Event) -> LatestTickers:
-        request = event.payload
+    async def _latest(self, request: Payload) -> LatestTickers:
         if not isinstance(request, LatestRequest):
             raise InvalidEvent(f"{LATEST} takes LatestRequest, got {type(request).__name__}")
         now = self.ctx.clock.now_ns()
