@@ -80,6 +80,15 @@ _LOAD_TYPES: dict[str, frozenset[str]] = {
     "futures": frozenset({"linear", "inverse", "swap", "future", "futures", "contract"}),
 }
 
+# Per-class CCXT options: kucoinfutures' default fetch_tickers reads the contract list,
+# which has no bid, ask or timestamp; its allTickers endpoint has the book.
+_CLASS_OPTIONS: dict[str, dict[str, Any]] = {
+    "kucoinfutures": {"fetchTickers": {"method": "futuresPublicGetAllTickers"}},
+}
+
+# CCXT's market ``type`` param for each CoreC market (fetch_open_orders).
+_ORDER_TYPES: dict[str, str] = {"spot": "spot", "futures": "swap"}
+
 # Checked first: retryable classes. ``OperationFailed`` and ``BadResponse`` are not
 # ``NetworkError`` subclasses, and some older CCXT releases put ``BadResponse`` under
 # ``ExchangeError``, so these must be tested before the permanent ``ExchangeError``.
@@ -262,7 +271,7 @@ class CcxtTickerSource:
         self._markets_ttl_s = markets_ttl_s
         self._markets_checked = False
         self._closed = False
-        user_options = dict(options or {})
+        user_options = {**_CLASS_OPTIONS.get(exchange_id, {}), **(options or {})}
         user_options.setdefault("warnOnFetchOpenOrdersWithoutSymbol", False)
         if stream and exchange_id.startswith("binance"):
             # binance streams ``miniTicker`` by default, which has no bid or ask
@@ -332,8 +341,19 @@ class CcxtTickerSource:
         """
         self._check_open()
         await self.validate_symbols()
-        if self._exchange.has.get("fetchTickers"):
-            raw = await self._call(lambda: self._exchange.fetch_tickers(list(self.symbols)))
+        exchange = self._exchange
+        if exchange.has.get("fetchTickers"):
+            raw = await self._call(lambda: exchange.fetch_tickers(list(self.symbols)))
+            if (
+                isinstance(raw, Mapping)
+                and exchange.has.get("fetchBidsAsks")
+                and raw
+                and all(_price((raw.get(s) or {}).get("bid")) is None for s in self.symbols)
+            ):
+                # binanceusdm's 24 h tickers carry no book: one more request, for all
+                # symbols (GET /fapi/v1/ticker/bookTicker), brings bid and ask
+                books = await self._call(lambda: exchange.fetch_bids_asks(list(self.symbols)))
+                raw = _with_books(raw, books)
             return self.tickers_from(raw, self._clock.now_ns())
         tickers: list[Ticker] = []
         for symbol in self.symbols:
@@ -401,23 +421,32 @@ class CcxtTickerSource:
         if not self.has_credentials:
             raise PermanentExchangeError(self.exchange_id, "open orders need API credentials")
         await self.validate_symbols()
+        # ``type`` keeps a class that serves both markets to this one: bybit would ask
+        # its default (linear) orders for a spot source, okx every instrument type
+        params = {"type": _ORDER_TYPES[self.market]}
         try:
-            raw = await self._call(lambda: self._exchange.fetch_open_orders(None))
+            raw = await self._call(
+                lambda: self._exchange.fetch_open_orders(None, None, None, params)
+            )
         except PermanentExchangeError as exc:
             if not isinstance(exc.__cause__, ccxt.ArgumentsRequired):
                 raise
             raw = []
             for symbol in self.symbols:
-                raw += await self._call(lambda s=symbol: self._exchange.fetch_open_orders(s))
+                raw += await self._call(
+                    lambda s=symbol: self._exchange.fetch_open_orders(s, None, None, params)
+                )
         if not isinstance(raw, list):
             raise TemporaryExchangeError(
                 self.exchange_id, f"open orders answer is {type(raw).__name__}, not a list"
             )
         orders = []
+        markets: Mapping[str, Any] = self._exchange.markets or {}
         for one in raw:
             order = self._order(one)
-            if order is None:
-                self.skipped += 1
+            info = markets.get(order.symbol) if order is not None else None
+            if order is None or info is None or not self._fits(info):
+                self.skipped += 1  # unreadable, or of another market kind
             else:
                 orders.append(order)
         return orders
@@ -605,6 +634,13 @@ class CcxtTickerSource:
             # bug) will not fix itself by retrying.
             self.stats.record(elapsed(), type(exc).__name__)
             raise map_ccxt_error(self.exchange_id, exc) from exc
+        body = exchange.last_http_response
+        if timed and isinstance(body, str) and exchange.parse_json(body) is None:
+            # Some classes (kucoin, bybit, okx, kraken) turn an empty or cut-off 2xx
+            # body into ``{}`` without an error: that is a failed call, not "no data".
+            self.stats.record(elapsed(), "MalformedResponse")
+            bad = ccxt.BadResponse(f"response is not valid JSON: {body[:200]!r}")
+            raise map_ccxt_error(self.exchange_id, bad)
         self.stats.record(elapsed())
         return result
 
@@ -663,6 +699,20 @@ class CcxtTickerSource:
             )
         except (ValueError, TypeError):
             return None
+
+
+def _with_books(tickers: Mapping[str, Any], books: Any) -> dict[str, Any]:
+    """``tickers`` with bid and ask (and their sizes) taken from ``fetch_bids_asks``."""
+    merged = dict(tickers)
+    if not isinstance(books, Mapping):
+        return merged
+    for symbol, book in books.items():
+        if symbol in merged and isinstance(book, Mapping) and isinstance(merged[symbol], Mapping):
+            merged[symbol] = {
+                **merged[symbol],
+                **{k: book.get(k) for k in ("bid", "ask", "bidVolume", "askVolume")},
+            }
+    return merged
 
 
 def _ccxt_pro() -> Any:
