@@ -8,6 +8,9 @@ It answers the two endpoints ccxt 4.5's ``binance`` class calls for public ticke
   ``symbol=BTCUSDT`` (``fetch_ticker``); an unknown symbol gets Binance's
   ``400 {"code":-1121,"msg":"Invalid symbol."}``.
 
+With :attr:`FakeBinance.websocket` set before ``start()``, ``/ws/...`` also speaks
+Binance's market-stream WebSocket (SUBSCRIBE, then ``24hrTicker`` events) for ccxt.pro.
+
 Anything else gets a 404, as Binance's CDN does for a path it does not know.
 
 Response bodies copy the shape Binance sends (prices and quantities as strings, times
@@ -227,6 +230,10 @@ class FakeBinance:
         self._released = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self.websocket = False
+        self.ws_subscriptions: list[list[str]] = []
+        self.ws_messages_sent = 0
+        self.WS_PUSH_INTERVAL_S = 0.1
 
     # -- control ---------------------------------------------------------------------
 
@@ -248,6 +255,8 @@ class FakeBinance:
         app = web.Application(middlewares=[self._record_and_inject])
         app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)
         app.router.add_get("/api/v3/ticker/24hr", self._ticker_24hr)
+        if self.websocket:
+            app.router.add_get("/ws/{stream:.*}", self._websocket)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -255,6 +264,59 @@ class FakeBinance:
         host, port = self._runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"
         return self.url
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """Binance's market streams (``wss://stream.binance.com:9443/ws``), as ccxt.pro
+        uses them: ``{"method": "SUBSCRIBE", "params": ["btcusdt@ticker"], "id": N}``
+        answered by ``{"result": null, "id": N}``, then a ``24hrTicker`` event per
+        subscribed symbol every :attr:`WS_PUSH_INTERVAL_S`, built from :attr:`tickers`
+        (field names of Binance's individual symbol ticker stream)."""
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        streams: list[str] = []
+        pusher: asyncio.Task[None] | None = None
+
+        async def push() -> None:
+            while not ws.closed:
+                for stream in streams:
+                    market_id = stream.split("@", 1)[0].upper()
+                    t = self.tickers.get(market_id)
+                    if t is None:
+                        continue
+                    await ws.send_json(
+                        {
+                            "e": "24hrTicker",
+                            "E": t["closeTime"],
+                            "s": market_id,
+                            "c": t["lastPrice"],
+                            "b": t["bidPrice"],
+                            "B": t["bidQty"],
+                            "a": t["askPrice"],
+                            "A": t["askQty"],
+                            "o": t["openPrice"],
+                            "h": t["highPrice"],
+                            "l": t["lowPrice"],
+                            "v": t["volume"],
+                            "q": t["quoteVolume"],
+                            "C": t["closeTime"],
+                        }
+                    )
+                    self.ws_messages_sent += 1
+                await asyncio.sleep(self.WS_PUSH_INTERVAL_S)
+
+        try:
+            async for message in ws:
+                data = json.loads(message.data)
+                if data.get("method") == "SUBSCRIBE":
+                    streams.extend(data["params"])
+                    self.ws_subscriptions.append(list(data["params"]))
+                    await ws.send_json({"result": None, "id": data["id"]})
+                    if pusher is None:
+                        pusher = asyncio.create_task(push())
+        finally:
+            if pusher is not None:
+                pusher.cancel()
+        return ws
 
     async def stop(self) -> None:
         """Wake any handler held by a ``timeout`` fault and shut the server down."""
@@ -307,7 +369,10 @@ class FakeBinance:
             return web.Response(
                 status=200, text=full[: len(full) // 2], content_type="application/json"
             )
-        if request.path not in ("/api/v3/exchangeInfo", "/api/v3/ticker/24hr"):
+        known = request.path in ("/api/v3/exchangeInfo", "/api/v3/ticker/24hr") or (
+            self.websocket and request.path.startswith("/ws/")
+        )
+        if not known:
             return web.Response(status=404, text="")
         return await handler(request)
 

@@ -73,3 +73,37 @@ async def test_a_failing_stream_falls_back_to_polling_and_says_so(
     assert (btc.symbol, btc.bid, btc.ask) == ("BTC/USDT", Decimal("37342.35"), Decimal("37342.36"))
     # polling started only after the stream gave up: never two sources at once
     assert binance.count("/api/v3/ticker/24hr") <= len(batches) + 1
+
+
+async def test_stream_mode_publishes_what_the_websocket_pushes(
+    make_config: MakeConfig, binance: FakeBinance
+) -> None:
+    await binance.stop()
+    fake = FakeBinance()
+    fake.websocket = True
+    await fake.start()
+    try:
+        config = stream_config(make_config, fake.url)
+        async with started_node(config, channels.EXCHANGE_DATA, channels.ALERTS) as (node, rec):
+            await node.run(duration_s=2.0, handle_signals=False)
+            batches = rec.payloads(TickerBatch)
+            alerts = [a for a in rec.payloads(Alert) if a.name == "exchange_stream_failing"]
+            h = node.health()["plugins"]["exchange_sync"]["exchanges"]["binance"]
+    finally:
+        await fake.stop()
+
+    assert alerts == []
+    assert fake.ws_subscriptions == [["btcusdt@ticker", "ethusdt@ticker"]]
+    assert fake.count("/api/v3/ticker/24hr") == 0  # streamed, never polled
+    assert h["mode"] == "stream"
+    streamed = [t for b in batches for t in b.tickers]
+    assert len(streamed) >= 10  # pushed every 0.1 s per symbol
+    btc = next(t for t in streamed if t.symbol == "BTC/USDT")
+    assert (btc.exchange, btc.market) == ("binance", "spot")
+    assert (btc.bid, btc.ask, btc.last) == (
+        Decimal("37342.35"),
+        Decimal("37342.36"),
+        Decimal("37342.36"),
+    )
+    assert btc.exchange_ts_ns == 1_700_000_001_234_000_000
+    assert btc.base_volume == Decimal("29754.50374")
