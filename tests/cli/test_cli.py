@@ -311,8 +311,14 @@ def test_db_upgrade_creates_every_database(tmp_path: Path) -> None:
     config = str(pool_config(tmp_path))
     result = corec("db", "upgrade", "--config", config, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for name in ("exchange_sync", "trading_execution", "capital_pool", "alert_manager"):
-        assert f"{name}: sqlite at revision 0001" in result.stdout
+    heads = {
+        "exchange_sync": "0002",
+        "trading_execution": "0001",
+        "capital_pool": "0001",
+        "alert_manager": "0001",
+    }
+    for name, head in heads.items():
+        assert f"{name}: sqlite at revision {head}" in result.stdout
         assert (tmp_path / "var" / f"{name}.db").exists()
 
 

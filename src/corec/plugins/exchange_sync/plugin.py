@@ -197,8 +197,12 @@ class ExchangeSyncPlugin(Plugin):
                     on_breaker=self._breaker_changed,
                 )
             except PermanentExchangeError as exc:
+                await self._close_workers()
                 where = f"exchange_sync.ccxt.exchanges.{name}"
                 raise ConfigError("exchange_sync", [f"{where}: {exc}"]) from exc
+            except ConfigError:
+                await self._close_workers()
+                raise
             self.workers[name] = worker
         try:
             await asyncio.gather(*(w.check_symbols() for w in self.workers.values()))
