@@ -14,6 +14,7 @@ from rich.table import Table
 from corec.cli.common import ConfigOption, console, fail, load, print_json, run_async, with_stores
 from corec.core.clock import NS_PER_S, format_ts
 from corec.core.config import CorecConfig
+from corec.core.money import canonical
 from corec.messages.exchange_data import Ticker
 from corec.messages.market_data import ConsolidatedQuote
 from corec.plugins.exchange_sync.cache import matches, read_redis_tickers
@@ -194,4 +195,5 @@ def _consolidated_table(quotes: list[ConsolidatedQuote]) -> Table:
 
 
 def _text(value: Decimal | None) -> str:
-    return "-" if value is None else format(value, "f")
+    """A price as stored (``37345.0`` from Redis and ``37345`` from SQL print alike)."""
+    return "-" if value is None else format(canonical(value), "f")
