@@ -20,7 +20,7 @@ from corec.messages.capital_data import (
     OpenAllocations,
     OpenAllocationsRequest,
 )
-from corec.messages.market_data import MarketSnapshot
+from corec.messages.market_data import ConsolidatedQuote, MarketSnapshot
 from corec.messages.trading_results import PositionOpened, TradeClosed
 from corec.plugins.capital_pool import repository as repo
 from corec.plugins.capital_pool.config import CapitalPoolConfig
@@ -87,6 +87,8 @@ class CapitalPoolPlugin(Plugin):
     def _on_market(self, event: Event) -> None:
         payload = event.payload
         if type(payload) is not MarketSnapshot:
+            if type(payload) is ConsolidatedQuote:
+                return  # the cross-venue view: this plugin works per instrument
             raise InvalidEvent(
                 f"market_data carries {type(payload).__name__}, expected MarketSnapshot"
             )

@@ -13,7 +13,7 @@ from corec.core.plugin import Plugin, PluginContext, PluginHealth
 from corec.core.store import Store
 from corec.exchanges.paper import PaperBroker
 from corec.messages.capital_data import ALLOCATE, OPEN_ALLOCATIONS
-from corec.messages.market_data import MarketSnapshot
+from corec.messages.market_data import ConsolidatedQuote, MarketSnapshot
 from corec.plugins.trading_execution import storage
 from corec.plugins.trading_execution.config import TradingExecutionConfig
 from corec.plugins.trading_execution.engine import StrategyEngine
@@ -66,6 +66,8 @@ class TradingExecutionPlugin(Plugin):
     async def _on_market(self, event: Event) -> None:
         snap = event.payload
         if type(snap) is not MarketSnapshot:
+            if type(snap) is ConsolidatedQuote:
+                return  # the cross-venue view: this plugin works per instrument
             raise InvalidEvent(
                 f"market_data carries {type(snap).__name__}, expected MarketSnapshot"
             )
