@@ -978,10 +978,12 @@ async def test_corec_prices_reads_redis_or_the_tickers_table(
     assert D(btc["gap_bps"]) == D("0.8422")  # 3.145 / 37342.355 × 10 000
     assert btc["basis"] == []
     assert eth["symbol"] == "ETH/USDT"
-    # ETH's exchange timestamp is the fake's, from 2023: listed, but stale
+    # ETH's exchange timestamp is the fake's, from 2023, but staleness counts from the
+    # last update received: fresh, one venue, so no gap
     [eth_venue] = eth["venues"]
-    assert (eth_venue["exchange"], eth_venue["stale"]) == ("alpha", True)
-    assert (eth["best_bid"], eth["best_ask"], eth["mid"]) == (None, None, None)
+    assert (eth_venue["exchange"], eth_venue["stale"]) == ("alpha", False)
+    assert (D(eth["best_bid"]), D(eth["best_ask"])) == (D("2024.61"), D("2024.62"))
+    assert D(eth["mid"]) == D("2024.615")
     assert D(eth["gap_bps"]) == 0
 
     # a pair filter
