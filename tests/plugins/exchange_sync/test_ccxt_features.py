@@ -1026,5 +1026,5 @@ async def test_corec_prices_reads_redis_or_the_tickers_table(
     assert quotes(from_table) == quotes(from_redis)
     assert quotes(from_table) == [
         ("BTC/USDT", D("37345"), D("37342.36"), D("37343.68"), D("0.8422")),
-        ("ETH/USDT", None, None, None, D(0)),
+        ("ETH/USDT", D("2024.61"), D("2024.62"), D("2024.615"), D(0)),
     ]
