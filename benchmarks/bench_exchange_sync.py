@@ -129,14 +129,7 @@ async def _run_stage(
     stage: str, source: Any, exchange: Any, body: str, store: Store, seconds: float
 ) -> float:
     clock = SystemClock()
-    bus = MemoryBus(clock=clock)
-    delivered = 0
-
-    def count(event: Any) -> None:
-        nonlocal delivered
-        delivered += len(event.payload.tickers)
-
-    bus.subscribe(channels.EXCHANGE_DATA, count, group="bench")
+    bus, delivered = _counting_bus(clock)
     writer = TickerWriter(store, flush_rows=10**9)
     cache = TickerCache(ttl_s=1800)
     symbols = list(source.symbols)
@@ -147,7 +140,7 @@ async def _run_stage(
         batch += 1
         raw = json.loads(body)
         _bump_timestamps(raw, batch)  # new exchange times: every row is a new row
-        parsed = exchange.parse_tickers(_response_list(raw), symbols)
+        parsed = exchange.parse_tickers(raw, symbols)
         if stage == "parse":
             tickers_done += len(parsed)
             continue
@@ -171,8 +164,8 @@ async def _run_stage(
         tickers_done += len(tickers)
     elapsed = time.perf_counter() - started
     await bus.close()
-    if stage in ("publish", "store") and delivered != tickers_done:
-        raise SystemExit(f"{stage}: {delivered} delivered of {tickers_done}")
+    if stage in ("publish", "store") and delivered[0] != tickers_done:
+        raise SystemExit(f"{stage}: {delivered[0]} delivered of {tickers_done}")
     if stage == "store" and writer.flushed != tickers_done:
         raise SystemExit(f"store: {writer.flushed} stored of {tickers_done}")
     return tickers_done / elapsed
@@ -189,15 +182,8 @@ async def _run_corec_only(
     for batch in range(batches):
         raw = json.loads(body)
         _bump_timestamps(raw, 1_000_000 + batch)
-        prepared.append(exchange.parse_tickers(_response_list(raw), symbols))
-    bus = MemoryBus(clock=clock)
-    delivered = 0
-
-    def count(event: Any) -> None:
-        nonlocal delivered
-        delivered += len(event.payload.tickers)
-
-    bus.subscribe(channels.EXCHANGE_DATA, count, group="bench")
+        prepared.append(exchange.parse_tickers(raw, symbols))
+    bus, delivered = _counting_bus(clock)
     writer = TickerWriter(store, flush_rows=10**9)
     cache = TickerCache(ttl_s=1800)
     started = time.perf_counter()
@@ -217,16 +203,25 @@ async def _run_corec_only(
         await writer.flush()
     elapsed = time.perf_counter() - started
     await bus.close()
-    if delivered != writer.flushed or delivered != batches * len(symbols):
-        raise SystemExit(f"corec: {delivered} delivered, {writer.flushed} stored")
-    return delivered / elapsed
+    if delivered[0] != writer.flushed or delivered[0] != batches * len(symbols):
+        raise SystemExit(f"corec: {delivered[0]} delivered, {writer.flushed} stored")
+    return delivered[0] / elapsed
 
 
-def _response_list(raw: Any) -> Any:
-    return raw  # binance answers a bare list of tickers
+def _counting_bus(clock: SystemClock) -> tuple[MemoryBus, list[int]]:
+    """A bus with a subscriber on exchange_data counting the tickers delivered."""
+    bus = MemoryBus(clock=clock)
+    delivered = [0]
+
+    def count(event: Any) -> None:
+        delivered[0] += len(event.payload.tickers)
+
+    bus.subscribe(channels.EXCHANGE_DATA, count, group="bench")
+    return bus, delivered
 
 
 def _bump_timestamps(raw: Any, batch: int) -> None:
+    """binance answers a bare list of tickers: give each a new close time."""
     for item in raw:
         item["closeTime"] = 1_700_000_000_000 + batch
 

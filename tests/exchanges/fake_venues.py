@@ -98,7 +98,7 @@ import ccxt.async_support as ccxt_async
 import pytest
 from aiohttp import web
 
-from corec.exchanges.ccxt_source import rewrite_api_urls
+from corec.exchanges.ccxt_source import DEFAULT_IDS, rewrite_api_urls
 
 Fault = Literal[
     "rate_limit_429",  # 429 + Retry-After: 7 + the venue's own rate-limit body
@@ -119,16 +119,7 @@ FAULTS: tuple[Fault, ...] = (
     "empty_body",
 )
 
-VENUE_IDS: tuple[str, ...] = (
-    "binance",
-    "binanceusdm",
-    "kucoin",
-    "kucoinfutures",
-    "bybit",
-    "okx",
-    "kraken",
-    "krakenfutures",
-)
+VENUE_IDS: tuple[str, ...] = DEFAULT_IDS  # the eight CCXT classes of the five exchanges
 
 SERVER_TIME_MS = 1_700_000_000_000
 RETRY_AFTER_S = 7

@@ -22,6 +22,7 @@ from corec.plugins.exchange_sync.config import ExchangeSyncConfig
 from corec.plugins.exchange_sync.health import ExchangeHealth
 from corec.plugins.exchange_sync.plugin import ExchangeSyncPlugin
 from corec.plugins.exchange_sync.storage import latest_stored_tickers, read_health, ticker_stats
+from corec.plugins.market_monitor.analytics import spread_bps
 from corec.plugins.market_monitor.config import MarketMonitorConfig
 from corec.plugins.market_monitor.consolidate import consolidate
 
@@ -149,9 +150,6 @@ def _venues_table(tickers: list[Ticker], as_of_ns: int) -> Table:
             column, justify="left" if column in ("exchange", "market", "symbol") else "right"
         )
     for t in tickers:
-        spread = None
-        if t.bid is not None and t.ask is not None:
-            spread = ((t.ask - t.bid) / ((t.ask + t.bid) / 2) * 10_000).quantize(Decimal("0.01"))
         table.add_row(
             t.exchange,
             t.market,
@@ -159,7 +157,7 @@ def _venues_table(tickers: list[Ticker], as_of_ns: int) -> Table:
             _text(t.bid),
             _text(t.ask),
             _text(t.last),
-            _text(spread),
+            _text(spread_bps(t.bid, t.ask)),
             str(max(0, (as_of_ns - t.received_ts_ns) // NS_PER_S)),
         )
     return table

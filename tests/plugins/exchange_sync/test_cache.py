@@ -9,7 +9,6 @@ its keys afterwards.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from corec.core.clock import NS_PER_S, ReplayClock
 from corec.core.codec import ZSTD_MAGIC, Codec
 from corec.core.errors import ConfigError, StoreError
 from corec.core.events import make_event
-from corec.core.ids import new_id
 from corec.exchanges.credentials import Credentials, default_prefix, load_credentials
 from corec.exchanges.request_stats import LATENCY_WINDOW, RequestStats
 from corec.messages.exchange_data import Ticker, TickerBatch
@@ -31,12 +29,11 @@ from corec.plugins.exchange_sync.cache import (
     read_redis_tickers,
     redis_prefix,
 )
-from tests.conftest import require_service
+from tests.plugins.exchange_sync.conftest import REDIS_URL
 
 pytestmark = pytest.mark.timeout(30)
 
 D = Decimal
-REDIS_URL = "redis://127.0.0.1:6379/0"
 NOW_NS = 1_700_000_100_000_000_000
 MS = 1_000_000  # ns
 
@@ -145,28 +142,6 @@ def test_cache_filters_by_exchange_market_symbol_and_pair() -> None:
 
 
 # -- RedisTickerMirror ------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def redis_instance() -> AsyncIterator[str]:
-    """A unique instance id whose ``corec:<id>:*`` keys in the real Redis are deleted
-    afterwards; skips (laptop) or fails (CI) when Redis is down."""
-    import redis.asyncio as redis
-
-    client: Any = redis.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except (redis.RedisError, OSError) as exc:
-        await client.aclose()
-        require_service("Redis at 127.0.0.1:6379", exc)
-    instance_id = f"test-cache-{new_id()}"
-    try:
-        yield instance_id
-    finally:
-        keys = [k async for k in client.scan_iter(match=redis_prefix(instance_id) + "*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
 
 
 async def redis_keys(instance_id: str) -> list[str]:

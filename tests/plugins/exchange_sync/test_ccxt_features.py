@@ -50,14 +50,13 @@ from corec.messages.exchange_data import (
     TickerBatch,
 )
 from corec.plugins.exchange_sync import models as m
-from corec.plugins.exchange_sync.cache import redis_prefix
 from corec.plugins.exchange_sync.health import ExchangeHealth
 from corec.plugins.exchange_sync.plugin import ExchangeSyncPlugin
 from corec.plugins.exchange_sync.storage import TickerWriter, read_health, save_open_orders
-from tests.conftest import require_service
 from tests.exchanges.fake_exchange import FakeBinance, ticker_24hr
 from tests.exchanges.fake_venues import SERVER_TIME_MS, FakeVenue, create_venue
 from tests.harness import Recorder, count_rows
+from tests.plugins.exchange_sync.conftest import REDIS_URL
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -73,7 +72,6 @@ BINANCE_POLL_S = 1.0
 production) spaces ``GET /api/v3/ticker/24hr?symbols=..`` (weight 16 × 50 ms) by 0.8 s,
 so the 0.2 s schedule polls on every fifth tick."""
 WAIT_S = 10.0  # a safety net: every wait here is met within about a second
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -889,28 +887,6 @@ async def test_open_orders_are_published_and_stored_only_with_credentials(
 
 
 # -- corec prices --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def redis_instance() -> AsyncIterator[str]:
-    """A unique instance id whose ``corec:<id>:*`` keys in the real Redis are deleted
-    afterwards; skips (laptop) or fails (CI) when Redis is down."""
-    import redis.asyncio as redis
-
-    client: Any = redis.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except (redis.RedisError, OSError) as exc:
-        await client.aclose()
-        require_service("Redis at 127.0.0.1:6379", exc)
-    instance_id = f"test-prices-{new_id()}"
-    try:
-        yield instance_id
-    finally:
-        keys = [k async for k in client.scan_iter(match=redis_prefix(instance_id) + "*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
 
 
 def set_btc(fake: FakeBinance, *, bid: str, ask: str, last: str, ts_ms: int) -> None:
