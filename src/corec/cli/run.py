@@ -162,6 +162,13 @@ def build_summary(
             "problems": sync.get("problems", []),
             "tickers_stored": after.get("exchange_sync", {}).get("tickers_stored"),
             "last_ts": after.get("exchange_sync", {}).get("last_ts"),
+            "exchanges": {
+                name: {
+                    k: e.get(k)
+                    for k in ("breaker_state", "polls", "failed_polls", "tickers", "last_error")
+                }
+                for name, e in sync.get("exchanges", {}).items()
+            },
         },
         "trading": after.get("trading", {}),
         "pool": {
@@ -200,9 +207,21 @@ def print_summary(s: dict[str, Any]) -> None:
     )
     table.add_row(
         "market data",
-        f"{md['bars_processed']:,} bars processed, {md['malformed_rows']} malformed rows skipped, "
-        f"{md['tickers_stored'] or 0:,} tickers stored (last {md['last_ts']})",
+        (
+            f"{md['bars_processed']:,} tickers received"
+            if md["exchanges"]
+            else f"{md['bars_processed']:,} bars processed, "
+            f"{md['malformed_rows']} malformed rows skipped"
+        )
+        + f", {md['tickers_stored'] or 0:,} tickers stored (last {md['last_ts']})",
     )
+    for name, e in md["exchanges"].items():
+        table.add_row(
+            f"  {name}",
+            f"breaker {e['breaker_state']}: {e['tickers']:,} tickers in {e['polls']} poll(s), "
+            f"{e['failed_polls']} failed"
+            + (f" ({e['last_error'][:60]})" if e["failed_polls"] else ""),
+        )
     for problem in md["problems"][:3]:
         table.add_row("", f"[yellow]{problem}")
     if tr:
