@@ -353,5 +353,5 @@ async def test_live_clock_checks_staleness_periodically(make_config: MakeConfig)
         assert reason == "duration elapsed"
         [stale] = alerts(rec, "stale_data")  # once per silence, not once per check
         assert stale.labels["symbol"] == "BTC/USDT"
-        assert "(last at " in stale.message
+        assert "(last update at " in stale.message
         assert node.health()["plugins"]["market_monitor"]["stale"] == ["binance:spot:BTC/USDT"]

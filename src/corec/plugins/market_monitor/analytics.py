@@ -60,10 +60,17 @@ class PriceWindow:
 
 @dataclass
 class InstrumentState:
-    """What market_monitor remembers about one (exchange, market, symbol)."""
+    """What market_monitor remembers about one (exchange, market, symbol).
+
+    ``last_ts_ns`` is the newest exchange timestamp seen (orders the tickers);
+    ``last_received_ns`` when CoreC last heard from the venue (staleness: an exchange's
+    own timestamp may be its last trade's, old on a quiet market). They are equal for a
+    replay.
+    """
 
     window: PriceWindow
     last_ts_ns: int = 0
+    last_received_ns: int = 0
     stale: bool = False
     move_alerted: bool = False
 

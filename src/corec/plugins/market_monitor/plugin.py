@@ -102,13 +102,17 @@ class MarketMonitorPlugin(Plugin):
         ts = ticker.exchange_ts_ns
         if ts < state.last_ts_ns:
             return False  # an older ticker than one already seen: nothing new to say
-        gap_ns = ts - state.last_ts_ns if state.last_ts_ns else 0
+        received, last_received = ticker.received_ts_ns, state.last_received_ns
+        gap_ns = received - last_received if last_received else 0
         if gap_ns > self.stale_ns and not state.stale:
             await self._stale_alert(
-                key, gap_ns, f"no data between {format_ts(state.last_ts_ns)} and {format_ts(ts)}"
+                key,
+                gap_ns,
+                f"no data between {format_ts(last_received)} and {format_ts(received)}",
             )
         state.stale = False
         state.last_ts_ns = ts
+        state.last_received_ns = max(received, last_received)
         price = reference_price(ticker)
         mid = mid_price(ticker.bid, ticker.ask, ticker.last)
         if price is None or mid is None:
@@ -313,10 +317,12 @@ class MarketMonitorPlugin(Plugin):
         whose consolidated quotes change (a stale venue leaves best bid/ask, gap, basis)."""
         went_stale: dict[GroupKey, None] = {}
         for key, state in self.instruments.items():
-            silent = now_ns - state.last_ts_ns
+            silent = now_ns - state.last_received_ns
             if not state.stale and silent > self.stale_ns:
                 state.stale = True
-                await self._stale_alert(key, silent, f"last at {format_ts(state.last_ts_ns)}")
+                await self._stale_alert(
+                    key, silent, f"last update at {format_ts(state.last_received_ns)}"
+                )
                 _, market, symbol = key
                 if (market, symbol) in self.latest:
                     went_stale[(market, symbol)] = None
