@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
+
+import msgspec
 
 from corec.core import channels
 from corec.core.clock import NS_PER_S, ReplayClock
@@ -355,3 +358,25 @@ async def test_live_clock_checks_staleness_periodically(make_config: MakeConfig)
         assert stale.labels["symbol"] == "BTC/USDT"
         assert "(last update at " in stale.message
         assert node.health()["plugins"]["market_monitor"]["stale"] == ["binance:spot:BTC/USDT"]
+
+
+async def test_staleness_counts_from_the_last_update_received(make_config: MakeConfig) -> None:
+    # a quiet market: the exchange's ticker time (its last trade) is an hour old, but
+    # the venue answers every 0.1 s, well within stale_after_s
+    config = monitor_config(make_config, stale_after_s=0.4, stale_check_interval_s=0.1)
+    hour_ago = time.time_ns() - 3600 * NS_PER_S
+
+    async def answer_every_poll(node: Node) -> None:
+        for _ in range(10):
+            quiet = msgspec.structs.replace(
+                ticker(hour_ago, last="100"), received_ts_ns=time.time_ns()
+            )
+            await feed(node, quiet, advance=False)
+            await asyncio.sleep(0.1)
+
+    async with started_node(config, channels.ALERTS) as (node, rec):
+        feeder = asyncio.create_task(answer_every_poll(node))
+        await node.run(duration_s=0.9, handle_signals=False)
+        await feeder
+        assert alerts(rec, "stale_data") == []
+        assert node.health()["plugins"]["market_monitor"]["stale"] == []
