@@ -35,6 +35,12 @@ def register_secret(value: str | None) -> None:
         _SECRET_VALUES.add(value)
 
 
+def mask_secrets(text: str) -> str:
+    """``text`` with every value registered by :func:`register_secret` replaced by ``***``
+    (for error messages that go into events, alerts and tables as well as logs)."""
+    return _mask_values(text) if _SECRET_VALUES else text
+
+
 def _mask_values(text: str) -> str:
     for secret in _SECRET_VALUES:
         if secret in text:

@@ -53,6 +53,7 @@ async def retry(
     max_delay_s: float = 30.0,
     retry_on: tuple[type[BaseException], ...] = (TemporaryExchangeError,),
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    max_retry_after_s: float | None = None,
 ) -> T:
     """Await ``call()`` until it succeeds, retrying the exceptions in ``retry_on``.
 
@@ -62,7 +63,10 @@ async def retry(
         base_delay_s, max_delay_s: backoff is ``base * 2**n`` plus up to ``base`` of
             jitter, capped at ``max_delay_s``.
         retry_on: exception classes worth retrying; any other error is raised at once.
-        sleep: the sleep function (tests pass a fake one).
+        sleep: the sleep function (tests pass a fake one; a node passes one that
+            raises when it stops, so a stop never waits out a backoff).
+        max_retry_after_s: an error asking to wait longer than this (``Retry-After``)
+            is raised at once instead of waited out (default: always wait).
 
     Raises:
         The last error once ``attempts`` are spent, or the first non-retryable one.
@@ -72,7 +76,15 @@ async def retry(
     retrying = tenacity.AsyncRetrying(
         stop=tenacity.stop_after_attempt(attempts),
         wait=_WaitBackoffOrRetryAfter(base_delay_s, max_delay_s),
-        retry=tenacity.retry_if_exception_type(retry_on),
+        retry=tenacity.retry_if_exception(
+            lambda exc: (
+                isinstance(exc, retry_on)
+                and (
+                    max_retry_after_s is None
+                    or (getattr(exc, "retry_after_s", None) or 0) <= max_retry_after_s
+                )
+            )
+        ),
         sleep=sleep,
         reraise=True,
     )

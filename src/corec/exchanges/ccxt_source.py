@@ -46,12 +46,13 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args
 from urllib.parse import urlsplit
 
+import aiohttp
 import ccxt
 import ccxt.async_support as ccxt_async
 
 from corec.core.clock import Clock
 from corec.core.errors import ExchangeError, PermanentExchangeError, TemporaryExchangeError
-from corec.core.logging import register_secret
+from corec.core.logging import mask_secrets, register_secret
 from corec.exchanges.credentials import Credentials
 from corec.exchanges.request_stats import RequestStats
 from corec.messages.exchange_data import Market, OpenOrder, Ticker
@@ -133,8 +134,12 @@ def map_ccxt_error(
         The caller raises it ``from exc``; this function does not raise.
     """
     message = _describe(exc)
-    if isinstance(exc, _TEMPORARY_CCXT_ERRORS) or (
-        not isinstance(exc, ccxt.BaseError) and isinstance(exc, TimeoutError | ConnectionError)
+    if (
+        isinstance(exc, _TEMPORARY_CCXT_ERRORS)
+        or (not isinstance(exc, ccxt.BaseError) and isinstance(exc, TimeoutError | ConnectionError))
+        # CCXT wraps aiohttp's other client errors (a body cut off mid-transfer:
+        # ClientPayloadError) in a bare ExchangeError: a transport failure, not a refusal
+        or isinstance(exc.__cause__, aiohttp.ClientError)
     ):
         return TemporaryExchangeError(
             exchange_id, message, retry_after_s=_retry_after_s(response_headers)
@@ -203,6 +208,8 @@ class CcxtTickerSource:
             REST); see :attr:`can_stream`.
         stats: where every request's latency and error kind is recorded (one
             :class:`RequestStats` may be shared by an exchange's markets).
+        skip_unknown: a symbol the exchange does not list is dropped (see
+            :attr:`dropped_symbols`) instead of failing every call.
 
     Raises:
         PermanentExchangeError: unknown exchange id, bad market, no symbols, an
@@ -234,6 +241,7 @@ class CcxtTickerSource:
         markets_ttl_s: float = 86_400.0,
         stream: bool = False,
         stats: RequestStats | None = None,
+        skip_unknown: bool = False,
     ) -> None:
         if exchange_id not in ccxt_async.exchanges:
             close = difflib.get_close_matches(exchange_id, ccxt_async.exchanges, n=5)
@@ -265,6 +273,8 @@ class CcxtTickerSource:
         self.skipped = 0
         self.missing = 0
         self.markets_from_cache = False
+        self.skip_unknown = skip_unknown
+        self.dropped_symbols: tuple[str, ...] = ()
         self.stats = stats if stats is not None else RequestStats()
         self._clock = clock
         self._markets_cache = markets_cache
@@ -334,13 +344,13 @@ class CcxtTickerSource:
         Raises:
             TemporaryExchangeError: worth retrying (timeouts, 429/418 with
                 ``retry_after_s``, 5xx, network, malformed JSON, a response that is
-                not a ticker map).
+                not a ticker map or holds no usable ticker).
             PermanentExchangeError: unknown symbol (:class:`UnknownSymbolError`),
                 symbol of the wrong market, bad request, unsupported call, a closed
                 source.
         """
         self._check_open()
-        await self.validate_symbols()
+        await self.validate_symbols(skip_unknown=self.skip_unknown)
         exchange = self._exchange
         if exchange.has.get("fetchTickers"):
             raw = await self._call(lambda: exchange.fetch_tickers(list(self.symbols)))
@@ -354,11 +364,18 @@ class CcxtTickerSource:
                 # symbols (GET /fapi/v1/ticker/bookTicker), brings bid and ask
                 books = await self._call(lambda: exchange.fetch_bids_asks(list(self.symbols)))
                 raw = _with_books(raw, books)
-            return self.tickers_from(raw, self._clock.now_ns())
-        tickers: list[Ticker] = []
-        for symbol in self.symbols:
-            one = await self._call(lambda s=symbol: self._exchange.fetch_ticker(s))
-            self._collect(tickers, symbol, one, self._clock.now_ns())
+            tickers = self.tickers_from(raw, self._clock.now_ns())
+        else:
+            tickers = []
+            for symbol in self.symbols:
+                one = await self._call(lambda s=symbol: self._exchange.fetch_ticker(s))
+                self._collect(tickers, symbol, one, self._clock.now_ns())
+        if not tickers:
+            # a 200 without one usable ticker is a failed poll (for retries and the
+            # breaker), not a quiet success; a partial answer is published as it is
+            raise TemporaryExchangeError(
+                self.exchange_id, f"no usable ticker for {list(self.symbols)} in the answer"
+            )
         return tickers
 
     async def watch(self) -> list[Ticker]:
@@ -375,7 +392,7 @@ class CcxtTickerSource:
         self._check_open()
         if not self.can_stream:
             raise PermanentExchangeError(self.exchange_id, "cannot stream tickers")
-        await self.validate_symbols()
+        await self.validate_symbols(skip_unknown=self.skip_unknown)
         # not timed: a watch waits for the market to move, its duration is no latency
         raw = await self._call(
             lambda: self._exchange.watch_tickers(list(self.symbols)), timed=False
@@ -420,7 +437,7 @@ class CcxtTickerSource:
         self._check_open()
         if not self.has_credentials:
             raise PermanentExchangeError(self.exchange_id, "open orders need API credentials")
-        await self.validate_symbols()
+        await self.validate_symbols(skip_unknown=self.skip_unknown)
         # ``type`` keeps a class that serves both markets to this one: bybit would ask
         # its default (linear) orders for a spot source, okx every instrument type
         params = {"type": _ORDER_TYPES[self.market]}
@@ -515,6 +532,7 @@ class CcxtTickerSource:
                 self.exchange_id, f"none of the symbols {list(self.symbols)} is listed"
             )
         self.symbols = tuple(s for s in self.symbols if s not in dropped)
+        self.dropped_symbols = tuple(dropped)
         self._markets_checked = True
         return tuple(dropped)
 
@@ -754,7 +772,7 @@ def _timestamp_ns(value: Any) -> int | None:
 
 
 def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
+    text = mask_secrets(f"{type(exc).__name__}: {exc}")  # CCXT quotes URLs, some signed
     if len(text) > _MAX_MESSAGE_CHARS:
         text = text[: _MAX_MESSAGE_CHARS - 1] + "…"
     return text

@@ -266,7 +266,8 @@ async def test_markets_are_cached_on_disk_between_starts(
         async with running(node):
             await wait_until(lambda: len(batches(rec)) >= 1, "a first poll")
     assert fake.count(EXCHANGE_INFO) == 1
-    cache_file = tmp_path / "var" / "exchange_sync" / "markets" / "binance-spot.json"
+    # one file per CCXT class, market and API URL (a testnet's markets are not the exchange's)
+    [cache_file] = (tmp_path / "var" / "exchange_sync" / "markets").glob("binance-spot-*.json")
     document = json.loads(read_text(cache_file))
     assert sorted(m["symbol"] for m in document["markets"]) == ["BNB/USDT", "BTC/USDT", "ETH/USDT"]
     assert document["signature"]["exchange"] == "binance"

@@ -23,6 +23,9 @@ from corec.messages.exchange_data import Ticker, pair_of
 
 Key = tuple[str, str, str]
 
+REDIS_TIMEOUT_S = 5.0
+"""Timeout of every Redis connect and command."""
+
 _encoder = msgspec.msgpack.Encoder(decimal_format="string")
 _decoder = msgspec.msgpack.Decoder(Ticker)
 
@@ -103,7 +106,9 @@ class RedisTickerMirror:
     def __init__(self, url: str, *, instance_id: str, ttl_s: float) -> None:
         import redis.asyncio as redis  # imported on use: most nodes run without Redis
 
-        self._client: Any = redis.Redis.from_url(url)
+        self._client: Any = redis.Redis.from_url(
+            url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+        )
         self._url = url
         self.prefix = redis_prefix(instance_id)
         self.ttl_ms = max(1, int(ttl_s * 1000))
@@ -152,7 +157,9 @@ async def read_redis_tickers(url: str, instance_id: str) -> list[Ticker]:
     """
     import redis.asyncio as redis
 
-    client: Any = redis.Redis.from_url(url)
+    client: Any = redis.Redis.from_url(
+        url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+    )
     prefix = redis_prefix(instance_id)
     try:
         keys = sorted(await client.smembers(prefix + "tickers"))

@@ -27,6 +27,8 @@ class ExchangeHealth:
         last_success_ts_ns: the last successful poll (node clock, UTC ns).
         last_error: the last poll's error message (never a credential).
         updated_ts_ns: when this was measured (node clock, UTC ns).
+        sink_errors: results that could not be published or stored (bus or database
+            failures; the schedule goes on). Not stored in ``exchange_health``.
     """
 
     exchange: str
@@ -43,6 +45,7 @@ class ExchangeHealth:
     last_success_ts_ns: int | None = None
     last_error: str | None = None
     updated_ts_ns: int = 0
+    sink_errors: int = 0
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict: Decimals as strings, timestamps as ISO-8601 UTC."""

@@ -293,7 +293,10 @@ class ExchangeSyncPlugin(Plugin):
 
     async def _prune_periodically(self) -> None:
         while True:
-            await self.prune_now()
+            try:
+                await self.prune_now()
+            except StoreError as exc:  # tried again at the next interval
+                self.ctx.log.error("prune_failed", error=str(exc))
             if await self.ctx.sleep(self.config.prune_interval_s):
                 return
 
@@ -336,17 +339,19 @@ class ExchangeSyncPlugin(Plugin):
 
     # -- lifecycle ------------------------------------------------------------------------
     async def stop(self) -> None:
-        # tickers published so far are stored, and a replay resumes after them
-        await self.writer.flush(cursor=self._cursor)
-        if self.workers:
-            await save_health(self.ctx.store, [w.health() for w in self.workers.values()])  # type: ignore[arg-type]
+        try:
+            # tickers published so far are stored, and a replay resumes after them
+            await self.writer.flush(cursor=self._cursor)
+            if self.workers:
+                await save_health(self.ctx.store, [w.health() for w in self.workers.values()])  # type: ignore[arg-type]
+        finally:  # the exchanges' sessions and Redis are closed whatever happened
             await self._close_workers()
-        if self.mirror is not None:
-            try:
-                await self.mirror.flush()
-            except StoreError as exc:
-                self.ctx.log.warning("ticker_cache_redis_failed", error=str(exc))
-            await self.mirror.close()
+            if self.mirror is not None:
+                try:
+                    await self.mirror.flush()
+                except StoreError as exc:
+                    self.ctx.log.warning("ticker_cache_redis_failed", error=str(exc))
+                await self.mirror.close()
 
     def health(self) -> PluginHealth:
         details: dict[str, Any] = {

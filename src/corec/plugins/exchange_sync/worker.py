@@ -17,14 +17,19 @@ closes it or opens it again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
+from corec.core.clock import NS_PER_S, format_ts
 from corec.core.errors import (
+    BusError,
     CircuitOpenError,
     ConfigError,
     ExchangeError,
     PermanentExchangeError,
+    StoreError,
     TemporaryExchangeError,
 )
 from corec.core.plugin import PluginContext
@@ -44,6 +49,23 @@ START_CHECK_TIMEOUT_S = 20.0
 """How long the start-up symbol check waits for an exchange before deferring it."""
 
 STREAM_BACKOFF_MAX_S = 60.0
+STREAM_HEALTH_EVERY_S = 10.0
+MAX_RETRY_WAIT_S = 30.0
+"""Longest wait between two attempts of one poll (also capped at a quarter interval)."""
+
+T = TypeVar("T")
+
+
+class _Stopping(Exception):
+    """The node is stopping: a retry's wait was cut short."""
+
+
+def _next_tick(previous: float, interval: float, now: float) -> float:
+    """The next tick of an absolute schedule after ``previous``, skipping missed ones."""
+    following = previous + interval
+    if following <= now:
+        following += ((now - following) // interval + 1) * interval
+    return following
 
 
 class ExchangeWorker:
@@ -89,22 +111,22 @@ class ExchangeWorker:
         )
         self.sources: dict[Market, CcxtTickerSource] = {}
         for market, market_settings in settings.markets():
+            api_url = market_settings.api_url or settings.api_url
             self.sources[market] = CcxtTickerSource(
                 market_settings.id,
                 market,
                 market_settings.symbols,
                 clock=ctx.clock,
                 exchange_name=name,
-                api_url=market_settings.api_url or settings.api_url,
+                api_url=api_url,
                 sandbox=settings.sandbox,
                 timeout_s=ccxt.timeout_s,
                 credentials=credentials,
-                markets_cache=(
-                    None
-                    if markets_dir is None
-                    else markets_dir
-                    / f"{market_settings.id}-{market}{'-sandbox' if settings.sandbox else ''}.json"
-                ),
+                markets_cache=None
+                if markets_dir is None
+                else markets_dir
+                / _cache_name(market_settings.id, market, api_url, settings.sandbox),
+                skip_unknown=ccxt.skip_unknown_symbols,
                 markets_ttl_s=ccxt.markets_cache_ttl_s,
                 stream=ccxt.mode == "stream",
                 stats=self.stats,
@@ -112,6 +134,10 @@ class ExchangeWorker:
         self.has_credentials = credentials is not None
         self.streaming: set[Market] = set()
         self.orders_snapshots = 0
+        self._next_poll_at: float | None = None
+        self._next_orders_at: float | None = None
+        self._not_before_ns = 0
+        self._dropped_reported: set[Market] = set()
 
     # -- start-up ------------------------------------------------------------------------
     async def check_symbols(self) -> None:
@@ -150,52 +176,58 @@ class ExchangeWorker:
                     note="symbols are checked at the first successful poll",
                 )
                 continue
-            for symbol in dropped:
-                self.ctx.log.warning(
-                    "unknown_symbol_skipped", exchange=self.name, market=market, symbol=symbol
-                )
+            if dropped:
+                self._report_dropped(market, source)
             if source.markets_from_cache:
                 self.ctx.log.info("markets_from_cache", exchange=self.name, market=market)
 
     # -- schedules -------------------------------------------------------------------------
     async def run_polls(self, offset_s: float) -> None:
-        """Poll every ``interval_s``, starting ``offset_s`` from now, until stopping.
+        """Poll every ``interval_s``, starting ``offset_s`` from the first start, until
+        stopping.
 
-        The schedule is absolute (start + offset + k × interval): a slow poll does not
-        push the next ones back; a tick missed entirely is skipped, not made up.
+        The schedule is absolute (start + offset + k × interval) and kept on the worker:
+        a slow poll does not push the next ones back, a restarted task keeps the
+        exchange's slot, and a tick missed entirely is skipped, not made up.
         """
         loop = asyncio.get_running_loop()
         interval = self.ccxt.interval_s
-        next_at = loop.time() + offset_s
-        while not await self.ctx.sleep(max(0.0, next_at - loop.time())):
+        if self._next_poll_at is None:
+            self._next_poll_at = loop.time() + offset_s
+        while not await self.ctx.sleep(max(0.0, self._next_poll_at - loop.time())):
             markets = [m for m in self.sources if m not in self.streaming]
             if markets:
                 await self.poll_once(markets)
-            next_at += interval
-            now = loop.time()
-            if next_at <= now:
-                next_at += ((now - next_at) // interval + 1) * interval
+            self._next_poll_at = _next_tick(self._next_poll_at, interval, loop.time())
 
     async def run_orders(self, offset_s: float) -> None:
-        """Poll open orders of every market every ``orders_interval_s`` (with credentials)."""
-        if await self.ctx.sleep(offset_s):
-            return
-        while True:
+        """Poll open orders of every market every ``orders_interval_s`` (with
+        credentials), on an absolute schedule like :meth:`run_polls`."""
+        loop = asyncio.get_running_loop()
+        interval = self.ccxt.orders_interval_s
+        if self._next_orders_at is None:
+            self._next_orders_at = loop.time() + offset_s
+        while not await self.ctx.sleep(max(0.0, self._next_orders_at - loop.time())):
             await self.orders_once()
-            if await self.ctx.sleep(self.ccxt.orders_interval_s):
-                return
+            self._next_orders_at = _next_tick(self._next_orders_at, interval, loop.time())
 
     async def run_stream(self, market: Market) -> None:
         """Stream one market's tickers (ccxt.pro ``watch_tickers``) until stopping.
 
         Errors reconnect with exponential backoff (1 s, 2 s … 60 s); after
         ``stream_failures_before_poll`` errors in a row the market is polled instead for
-        ``breaker_reset_s``, then streaming is tried again. An alert says so.
+        ``breaker_reset_s``, then streaming is tried again. An alert says so. The
+        exchange's health is saved every :data:`STREAM_HEALTH_EVERY_S`.
         """
         source = self.sources[market]
+        loop = asyncio.get_running_loop()
         failures = 0
+        health_saved_at = loop.time()
         self.streaming.add(market)
         while not self.ctx.stopping.is_set():
+            if loop.time() - health_saved_at >= STREAM_HEALTH_EVERY_S:
+                health_saved_at = loop.time()
+                await self._deliver("health", self._on_health(self))
             try:
                 tickers = await source.watch()
             except ExchangeError as exc:
@@ -217,6 +249,7 @@ class ExchangeWorker:
                     severity="medium",
                     labels={"exchange": self.name, "market": market},
                 )
+                await self._deliver("health", self._on_health(self))
                 if await self.ctx.sleep(self.ccxt.breaker_reset_s):
                     return
                 failures = 0
@@ -227,45 +260,50 @@ class ExchangeWorker:
             self.health_.tickers += len(tickers)
             self.health_.last_success_ts_ns = self.ctx.clock.now_ns()
             if tickers:
-                await self._on_tickers(tickers)
+                await self._deliver("tickers", self._on_tickers(tickers))
 
     # -- one poll ------------------------------------------------------------------------
     async def poll_once(self, markets: list[Market] | None = None) -> bool:
         """Poll the tickers of ``markets`` (default all) once, through the breaker.
 
+        The breaker hears the outcome before anything is published or stored, so a
+        failing store can never leave it waiting for a probe's result.
+
         Returns:
-            True when the poll succeeded, False when it failed or the breaker refused it.
+            True when the poll succeeded; False when it failed, the breaker refused it,
+            or the exchange asked us to wait (``Retry-After``) and the wait is not over.
         """
+        if self._paused():
+            return False
         try:
             await self.breaker.before_call()
         except CircuitOpenError:
             self.ctx.log.debug("poll_skipped_breaker_open", exchange=self.name)
             return False
         probing = self.breaker.state == "half_open"
-        attempts = 1 if probing else self.ccxt.retry_attempts
         health = self.health_
         health.polls += 1
         tickers: list[Ticker] = []
         errors: list[ExchangeError] = []
-        for market in markets or list(self.sources):
-            source = self.sources[market]
-            try:
-                tickers += await retry(
-                    source.fetch,
-                    attempts=attempts,
-                    max_delay_s=min(30.0, self.ccxt.interval_s / 4),
-                )
-            except ExchangeError as exc:
-                errors.append(exc)
-        if tickers:
-            health.tickers += len(tickers)
-            await self._on_tickers(tickers)
+        try:
+            for market in markets or list(self.sources):
+                source = self.sources[market]
+                try:
+                    tickers += await self._retry(source.fetch, attempts=1 if probing else None)
+                except ExchangeError as exc:
+                    errors.append(exc)
+                    self._pause_for(exc)
+                self._report_dropped(market, source)
+        except _Stopping:
+            await self.breaker.record_failure("stopped during the poll")
+            return False
         if errors:
             health.failed_polls += 1
             health.last_error = "; ".join(str(e) for e in errors)
             self.ctx.log.warning(
                 "exchange_poll_failed", exchange=self.name, error=health.last_error
             )
+            await self.breaker.record_failure(health.last_error)
             for exc in errors:
                 if isinstance(exc, PermanentExchangeError):
                     await self.ctx.alert(
@@ -274,31 +312,33 @@ class ExchangeWorker:
                         severity="high",
                         labels={"exchange": self.name, "kind": _kind(exc)},
                     )
-            await self.breaker.record_failure(health.last_error)
         else:
             health.last_success_ts_ns = self.ctx.clock.now_ns()
             await self.breaker.record_success()
-        await self._on_health(self)
+        if tickers:
+            health.tickers += len(tickers)
+            await self._deliver("tickers", self._on_tickers(tickers))
+        await self._deliver("health", self._on_health(self))
         return not errors
 
     async def orders_once(self) -> int:
         """Snapshot the open orders of every market once; return the snapshots taken.
 
-        Skipped while the breaker is open (the exchange is known to be failing);
-        failures are counted and alerted when permanent (refused credentials), but do
-        not move the breaker, which follows the ticker polls.
+        Only while the breaker is closed (an open breaker means the exchange is failing;
+        half-open means one probe poll, nothing else) and no ``Retry-After`` wait is
+        running. Failures are counted and alerted when permanent (refused credentials),
+        but do not move the breaker, which follows the ticker polls.
         """
-        if not self.has_credentials or self.breaker.state == "open":
+        if not self.has_credentials or self.breaker.state != "closed" or self._paused():
             return 0
         taken = 0
         for market, source in self.sources.items():
             try:
-                orders = await retry(
-                    source.fetch_open_orders,
-                    attempts=self.ccxt.retry_attempts,
-                    max_delay_s=min(30.0, self.ccxt.orders_interval_s / 4),
-                )
+                orders = await self._retry(source.fetch_open_orders)
+            except _Stopping:
+                return taken
             except ExchangeError as exc:
+                self._pause_for(exc)
                 self.health_.last_error = str(exc)
                 self.ctx.log.warning(
                     "open_orders_failed", exchange=self.name, market=market, error=str(exc)
@@ -317,10 +357,66 @@ class ExchangeWorker:
                 taken_ts_ns=self.ctx.clock.now_ns(),
                 orders=tuple(orders),
             )
-            await self._on_orders(snapshot)
-            taken += 1
+            if await self._deliver("open_orders", self._on_orders(snapshot)):
+                taken += 1
         self.orders_snapshots += taken
         return taken
+
+    # -- helpers -----------------------------------------------------------------------------
+    async def _retry(self, call: Callable[[], Awaitable[T]], *, attempts: int | None = None) -> T:
+        """``call`` with the retry policy: backoff with jitter, waiting out a
+        ``Retry-After`` up to a quarter interval (longer: the call fails now and the
+        exchange is left alone until then, see :meth:`_pause_for`); a stop interrupts
+        the wait (:class:`_Stopping`)."""
+
+        async def sleep(seconds: float) -> None:
+            if await self.ctx.sleep(seconds):
+                raise _Stopping
+
+        budget = min(MAX_RETRY_WAIT_S, self.ccxt.interval_s / 4)
+        return await retry(
+            call,
+            attempts=attempts or self.ccxt.retry_attempts,
+            max_delay_s=budget,
+            max_retry_after_s=budget,
+            sleep=sleep,
+        )
+
+    def _pause_for(self, exc: ExchangeError) -> None:
+        """Honour an error's ``Retry-After``: no request to this exchange before then."""
+        wait_s = getattr(exc, "retry_after_s", None)
+        if wait_s:
+            until = self.ctx.clock.now_ns() + int(float(wait_s) * NS_PER_S)
+            self._not_before_ns = max(self._not_before_ns, until)
+
+    def _paused(self) -> bool:
+        if self.ctx.clock.now_ns() >= self._not_before_ns:
+            return False
+        self.ctx.log.debug(
+            "exchange_paused_retry_after", exchange=self.name, until=format_ts(self._not_before_ns)
+        )
+        return True
+
+    def _report_dropped(self, market: Market, source: CcxtTickerSource) -> None:
+        if source.dropped_symbols and market not in self._dropped_reported:
+            self._dropped_reported.add(market)
+            for symbol in source.dropped_symbols:
+                self.ctx.log.warning(
+                    "unknown_symbol_skipped", exchange=self.name, market=market, symbol=symbol
+                )
+
+    async def _deliver(self, what: str, delivery: Awaitable[None]) -> bool:
+        """Await a sink (publish, store); a bus or store failure is logged and counted,
+        never allowed to stop the exchange's schedule. True when it went through."""
+        try:
+            await delivery
+        except (StoreError, BusError) as exc:
+            self.health_.sink_errors += 1
+            self.ctx.log.error(
+                "exchange_sync_delivery_failed", exchange=self.name, what=what, error=str(exc)
+            )
+            return False
+        return True
 
     # -- health & lifecycle --------------------------------------------------------------
     def health(self) -> ExchangeHealth:
@@ -341,12 +437,22 @@ class ExchangeWorker:
             last_success_ts_ns=h.last_success_ts_ns,
             last_error=h.last_error,
             updated_ts_ns=self.ctx.clock.now_ns(),
+            sink_errors=h.sink_errors,
         )
 
     async def close(self) -> None:
         """Close every market's HTTP/WebSocket session."""
         for source in self.sources.values():
             await source.close()
+
+
+def _cache_name(ccxt_id: str, market: str, api_url: str | None, sandbox: bool) -> str:
+    """The markets cache file of one CCXT class and market (per API URL: a testnet's or
+    a proxy's markets are not the exchange's)."""
+    suffix = "-sandbox" if sandbox else ""
+    if api_url:
+        suffix += "-" + hashlib.sha256(api_url.encode()).hexdigest()[:10]
+    return f"{ccxt_id}-{market}{suffix}.json"
 
 
 def _kind(exc: ExchangeError) -> str:
