@@ -163,6 +163,7 @@ def test_start_order_of_the_installed_plugins(plugin_classes: dict[str, Any]) ->
     assert start_order(plugin_classes) == [
         "alert_manager",
         "capital_pool",
+        "macro_sync",  # before exchange_sync: a replay's exchange_data is its clock
         "trading_execution",
         "market_monitor",
         "exchange_sync",
@@ -553,12 +554,13 @@ async def test_without_fresh_start_files_stay(tmp_path: Path) -> None:
     await node.close()
 
 
-def test_discover_plugins_finds_the_five() -> None:
+def test_discover_plugins_finds_the_six() -> None:
     found = discover_plugins()
     assert sorted(found) == [
         "alert_manager",
         "capital_pool",
         "exchange_sync",
+        "macro_sync",
         "market_monitor",
         "trading_execution",
     ]

@@ -130,6 +130,7 @@ async def test_every_plugin_migrates_to_head_matching_its_models(
         "alert_manager",
         "capital_pool",
         "exchange_sync",
+        "macro_sync",
         "trading_execution",
     ]
     stores = {name: Store(db_url, name=name) for name in migrating}

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from corec.core.config import FrozenModel
 from corec.core.plugin import PluginConfig
+from corec.plugins.capital_pool.macro import MacroSettings
 
 MEMBER_NAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
 
@@ -48,6 +49,8 @@ class CapitalPoolConfig(PluginConfig):
         phases: capital bands; defaults 100–999 USD: 3 %, 1,000–9,999: 2 %, 10,000+: 1 %.
         members: members to register at start, with opening contributions.
         marks_save_interval_s: how often the latest marks are saved for offline NAV.
+        macro: risk cut while the VIX is high or macro data is stale (see
+            :mod:`corec.plugins.capital_pool.macro`).
     """
 
     min_contribution_usd: Decimal = Field(default=Decimal(100), gt=0, decimal_places=2)
@@ -56,6 +59,7 @@ class CapitalPoolConfig(PluginConfig):
     phases: tuple[PhaseConfig, ...] = Field(default=DEFAULT_PHASES, min_length=1)
     members: tuple[MemberConfig, ...] = ()
     marks_save_interval_s: float = Field(default=60.0, gt=0)
+    macro: MacroSettings = MacroSettings()
 
     @model_validator(mode="after")
     def _check(self) -> CapitalPoolConfig:

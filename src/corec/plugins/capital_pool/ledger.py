@@ -345,17 +345,20 @@ class Ledger:
             [Line(CASH, -amount_usd), Line(member_account(member), amount_usd, -units)],
         )
 
-    def size_allocation(self, stop_loss_pct: Decimal) -> AllocationDecision:
+    def size_allocation(
+        self, stop_loss_pct: Decimal, risk_multiplier: Decimal = Decimal(1)
+    ) -> AllocationDecision:
         """How much to grant a trade with a stop ``stop_loss_pct`` percent away.
 
-        Formula: ``NAV × risk_per_trade ÷ (stop_loss_pct / 100)``, then cut to keep
+        Formula: ``NAV × risk_per_trade × risk_multiplier ÷ (stop_loss_pct / 100)``
+        (the multiplier is the macro cut, 1 when none applies), then cut to keep
         ``allocated ≤ max_active_ratio × NAV`` and to the free cash; refused when the
         pool has no phase (NAV below the lowest band), nothing is left under the cap,
         or the result is below ``min_allocation_usd``.
         """
         nav = self.nav_usd()
         phase = self.rules.phase_for(nav)
-        risk = phase.risk_per_trade if phase else ZERO
+        risk = money.multiply(phase.risk_per_trade, risk_multiplier) if phase else ZERO
         base = AllocationDecision(ZERO, ZERO, False, nav, risk)
         if phase is None:
             lowest = min((p.min_nav_usd for p in self.rules.phases), default=ZERO)

@@ -20,6 +20,7 @@ from corec.messages.capital_data import (
     OpenAllocations,
     OpenAllocationsRequest,
 )
+from corec.messages.macro_data import MacroObservation, MacroSeriesStale
 from corec.messages.market_data import ConsolidatedQuote, MarketSnapshot
 from corec.messages.trading_results import PositionOpened, TradeClosed
 from corec.plugins.capital_pool import repository as repo
@@ -57,7 +58,7 @@ class CapitalPoolPlugin(Plugin):
 
     name = "capital_pool"
     Config = CapitalPoolConfig
-    consumes = (channels.MARKET_DATA, channels.TRADING_RESULTS)
+    consumes = (channels.MARKET_DATA, channels.TRADING_RESULTS, channels.MACRO_DATA)
     publishes = (channels.CAPITAL_DATA, channels.ALERTS)
     serves = (ALLOCATE, OPEN_ALLOCATIONS)
     migrations = Path(__file__).parent / "migrations"
@@ -80,6 +81,7 @@ class CapitalPoolPlugin(Plugin):
         await self.service.register_members()
         ctx.subscribe(channels.MARKET_DATA, self._on_market)
         ctx.subscribe(channels.TRADING_RESULTS, self._on_result)
+        ctx.subscribe(channels.MACRO_DATA, self._on_macro)
         ctx.serve(ALLOCATE, self._allocate)
         ctx.serve(OPEN_ALLOCATIONS, self._open_allocations)
         ctx.spawn("save_marks", self._save_marks_periodically)
@@ -93,6 +95,15 @@ class CapitalPoolPlugin(Plugin):
                 f"market_data carries {type(payload).__name__}, expected MarketSnapshot"
             )
         self.service.on_market(payload)
+
+    def _on_macro(self, event: Event) -> None:
+        payload = event.payload
+        if isinstance(payload, MacroObservation):
+            self.service.on_macro(payload)
+        elif not isinstance(payload, MacroSeriesStale):  # staleness: judged by value age
+            raise InvalidEvent(
+                f"macro_data carries {type(payload).__name__}, expected MacroObservation"
+            )
 
     async def _on_result(self, event: Event) -> None:
         result = check_result(event.payload)

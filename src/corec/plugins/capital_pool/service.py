@@ -36,6 +36,7 @@ from corec.messages.capital_data import (
     PoolState,
     WithdrawalRecorded,
 )
+from corec.messages.macro_data import MacroObservation
 from corec.messages.market_data import MarketSnapshot
 from corec.messages.trading_results import AllocationUnused, PositionOpened, TradeClosed
 from corec.plugins.capital_pool import models as m
@@ -49,6 +50,7 @@ from corec.plugins.capital_pool.ledger import (
     PoolFigures,
     Rules,
 )
+from corec.plugins.capital_pool.macro import MacroAssessment, MacroRisk, MacroState
 
 log = structlog.get_logger("corec.capital_pool")
 
@@ -143,6 +145,8 @@ class PoolService:
         self._known_members: set[str] = set()
         self._stored_members: set[str] = set()
         self._announced_phase = "none"
+        self.macro = MacroRisk(config.macro)
+        self._announced_macro: MacroState = "normal"
         self.results_applied = 0
         self.results_ignored = 0
 
@@ -345,8 +349,11 @@ class PoolService:
         allocation_id = new_id()
         decided: list[Any] = []
 
+        macro = self.macro.assess(ts_ns)
+        await self._announce_macro(macro)
+
         def build(ledger: Ledger) -> JournalEntry | None:
-            decision = ledger.size_allocation(request.stop_loss_pct)
+            decision = ledger.size_allocation(request.stop_loss_pct, macro.multiplier)
             decided[:] = [decision]
             if decision.refusal_code is not None:
                 return None
@@ -532,6 +539,29 @@ class PoolService:
                 returned_usd=alloc.amount_usd,
             ),
             unused.allocation_id,
+        )
+
+    def on_macro(self, observation: MacroObservation) -> None:
+        """A new macro value (``macro_data``): the next allocation uses it."""
+        self.macro.observe(observation)
+
+    async def _announce_macro(self, macro: MacroAssessment) -> None:
+        """Alert when the macro rule starts or stops cutting risk, saying why."""
+        if macro.state == self._announced_macro:
+            return
+        previous, self._announced_macro = self._announced_macro, macro.state
+        if macro.state == "normal":
+            message = f"risk per trade back to the phase's: {macro.reason}"
+            severity = "low"
+        else:
+            message = f"risk per trade × {macro.multiplier}: {macro.reason}"
+            severity = "high" if macro.state in ("stale", "missing") else "medium"
+        log.info("macro_risk_changed", previous=previous, state=macro.state, reason=macro.reason)
+        await self._alert(
+            "macro_risk",
+            message,
+            severity,
+            {"state": macro.state, "series": self.config.macro.series},
         )
 
     def on_market(self, snapshot: MarketSnapshot) -> None:
