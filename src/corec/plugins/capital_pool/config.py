@@ -51,6 +51,9 @@ class CapitalPoolConfig(PluginConfig):
         marks_save_interval_s: how often the latest marks are saved for offline NAV.
         macro: risk cut while the VIX is high or macro data is stale (see
             :mod:`corec.plugins.capital_pool.macro`).
+        allocation_timeout_s: an allocation no position uses within this long (node
+            clock) expires: its capital returns to cash (checked before each grant, and
+            periodically on a live clock).
     """
 
     min_contribution_usd: Decimal = Field(default=Decimal(100), gt=0, decimal_places=2)
@@ -60,6 +63,7 @@ class CapitalPoolConfig(PluginConfig):
     members: tuple[MemberConfig, ...] = ()
     marks_save_interval_s: float = Field(default=60.0, gt=0)
     macro: MacroSettings = MacroSettings()
+    allocation_timeout_s: float = Field(default=300.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> CapitalPoolConfig:

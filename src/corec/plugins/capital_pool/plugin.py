@@ -85,6 +85,8 @@ class CapitalPoolPlugin(Plugin):
         ctx.serve(ALLOCATE, self._allocate)
         ctx.serve(OPEN_ALLOCATIONS, self._open_allocations)
         ctx.spawn("save_marks", self._save_marks_periodically)
+        if not ctx.clock.is_simulated:  # a replay expires allocations at each grant
+            ctx.spawn("expire_allocations", self._expire_periodically)
 
     def _on_market(self, event: Event) -> None:
         payload = event.payload
@@ -95,6 +97,11 @@ class CapitalPoolPlugin(Plugin):
                 f"market_data carries {type(payload).__name__}, expected MarketSnapshot"
             )
         self.service.on_market(payload)
+
+    async def _expire_periodically(self) -> None:
+        every = min(10.0, self.config.allocation_timeout_s / 4)
+        while not await self.ctx.sleep(every):
+            await self.service.expire_allocations()
 
     def _on_macro(self, event: Event) -> None:
         payload = event.payload

@@ -345,6 +345,7 @@ class PoolService:
     async def allocate(self, request: AllocationRequest) -> AllocationGranted | AllocationRefused:
         """Size and grant capital for one trade, or refuse with the reason (see
         :meth:`Ledger.size_allocation`)."""
+        await self.expire_allocations()  # their capital is free again first
         ts_ns = self.clock.now_ns()
         allocation_id = new_id()
         decided: list[Any] = []
@@ -499,8 +500,42 @@ class PoolService:
             closed.allocation_id,
         )
 
-    async def on_allocation_unused(self, unused: AllocationUnused) -> None:
+    def expired_allocations(self, now_ns: int) -> list[str]:
+        """Allocations granted more than ``allocation_timeout_s`` before ``now_ns`` that
+        no position uses, oldest first."""
+        deadline = now_ns - int(self.config.allocation_timeout_s * 1_000_000_000)
+        return [
+            a.allocation_id
+            for a in sorted(self.ledger.allocations.values(), key=lambda a: a.granted_ts_ns)
+            if a.position is None and a.granted_ts_ns <= deadline
+        ]
+
+    async def expire_allocations(self) -> int:
+        """Return the capital of every expired allocation to cash (see
+        :meth:`expired_allocations`); each is released once, as ``expired``.
+
+        Returns:
+            How many were released now.
+        """
+        expired = self.expired_allocations(self.clock.now_ns())
+        for allocation_id in expired:
+            log.info("allocation_expired", allocation_id=allocation_id)
+            await self.on_allocation_unused(
+                AllocationUnused(
+                    allocation_id=allocation_id,
+                    reason=f"expired: no position within {self.config.allocation_timeout_s:g} s",
+                ),
+                status="expired",
+            )
+        return len(expired)
+
+    async def on_allocation_unused(
+        self, unused: AllocationUnused, *, status: str = "unused"
+    ) -> None:
         """Return an allocation that no position used to cash (once).
+
+        Args:
+            status: the allocation's final status (``unused``, or ``expired``).
 
         Raises:
             InvalidEvent: unknown allocation, or one that funds a position.
@@ -516,7 +551,7 @@ class PoolService:
             return lambda conn: repo.update_allocation(
                 conn,
                 unused.allocation_id,
-                status="unused",
+                status=status,
                 released_seq=entry.seq,
                 released_ts_ns=ts_ns,
             )
