@@ -157,7 +157,11 @@ class MacroSyncPlugin(Plugin):
         async def fetch() -> str:
             try:
                 async with session.get(url) as response:
-                    text = await response.text()
+                    body = await response.read()
+                    try:
+                        text = body.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise InvalidInput(f"{url}: the answer is not UTF-8 text: {exc}") from exc
                     if response.status == 429 or response.status >= 500:
                         raise _Transient(f"HTTP {response.status}")
                     if response.status != 200:
@@ -173,7 +177,7 @@ class MacroSyncPlugin(Plugin):
         try:
             text = await retry(fetch, attempts=settings.retry_attempts, retry_on=(_Transient,))
             rows = parse_fred_csv(text, [source_id], origin=url)
-        except (_Transient, InvalidInput) as exc:
+        except Exception as exc:  # any bad answer fails this series only, never the task
             self.last_error = f"{name}: {exc}"
             self.ctx.log.warning("macro_download_failed", series=name, url=url, error=str(exc))
             await breaker.record_failure(str(exc))
@@ -201,10 +205,11 @@ class MacroSyncPlugin(Plugin):
         return latest is not None and observation.date <= latest.date
 
     async def _publish(self, observations: list[MacroObservation]) -> None:
-        new = [o for o in observations if not self._known(o)]
-        if not new:
-            return
-        for observation in new:
+        new: list[MacroObservation] = []
+        for observation in observations:
+            if self._known(observation):  # also a date listed twice in one answer
+                continue
+            new.append(observation)
             await self.ctx.publish(
                 channels.MACRO_DATA, observation, key=f"{observation.series}:{observation.date}"
             )
@@ -213,6 +218,8 @@ class MacroSyncPlugin(Plugin):
             if observation.series in self.stale:
                 self.stale.discard(observation.series)
                 self.ctx.log.info("macro_series_fresh", series=observation.series)
+        if not new:
+            return
         rows = [
             {
                 "series": o.series,
