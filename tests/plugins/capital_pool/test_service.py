@@ -32,6 +32,7 @@ from corec.plugins.capital_pool import repository as repo
 from corec.plugins.capital_pool.config import CapitalPoolConfig, MemberConfig
 from corec.plugins.capital_pool.errors import (
     BelowMinimum,
+    ConflictingReplay,
     InsufficientEquity,
     InsufficientFreeCash,
     UnknownMember,
@@ -267,6 +268,18 @@ async def test_same_withdrawal_id_recorded_once(store: Store) -> None:
     assert svc.ledger.member_units["alice"] == D("899.9")
     assert (await counts(store))["withdrawals"] == 1
     assert (await counts(store))["journal_entries"] == 3
+
+
+async def test_a_reused_id_with_other_content_is_refused(store: Store) -> None:
+    svc = await open_service(store)
+    await svc.contribute("carol", D("250.50"), "deposit-8")
+    before = await counts(store)
+    with pytest.raises(ConflictingReplay, match=r"deposit-8 was recorded as carol 250\.50 USD"):
+        await svc.contribute("carol", D("300"), "deposit-8")
+    with pytest.raises(ConflictingReplay, match=r"cannot now be alice 250\.50 USD"):
+        await svc.contribute("alice", D("250.50"), "deposit-8")
+    assert (await svc.contribute("carol", D("250.5"), "deposit-8")).amount_usd == D("250.50")
+    assert await counts(store) == before
 
 
 # -- refusals ------------------------------------------------------------------------

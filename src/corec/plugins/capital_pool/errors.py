@@ -28,3 +28,7 @@ class InsufficientFreeCash(InvalidInput):
 
 class Insolvent(InvalidInput):
     """NAV is not positive while units are outstanding; no units can be priced."""
+
+
+class ConflictingReplay(InvalidInput):
+    """A command id already recorded is sent again with different content."""

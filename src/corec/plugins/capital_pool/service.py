@@ -42,6 +42,7 @@ from corec.messages.trading_results import AllocationUnused, PositionOpened, Tra
 from corec.plugins.capital_pool import models as m
 from corec.plugins.capital_pool import repository as repo
 from corec.plugins.capital_pool.config import CapitalPoolConfig
+from corec.plugins.capital_pool.errors import ConflictingReplay
 from corec.plugins.capital_pool.ledger import (
     Allocation,
     JournalEntry,
@@ -281,7 +282,7 @@ class PoolService:
         fid = flow_id or new_id()
         ref = f"{kind.name}:{fid}"
         if ref in self.ledger.refs:
-            return await self._stored_flow(kind, fid)
+            return await self._replayed_flow(kind, fid, member, amount_usd)
         ts_ns = self.clock.now_ns()
         price: list[Decimal] = []
 
@@ -313,7 +314,7 @@ class PoolService:
         entry, _, _ = await self._write(build, extra)
         self._stored_members.add(member)
         if entry is None:
-            return await self._stored_flow(kind, fid)
+            return await self._replayed_flow(kind, fid, member, amount_usd)
         record = kind.record(
             **{kind.id_column: fid},
             member=member,
@@ -328,6 +329,23 @@ class PoolService:
             amount_usd=str(amount_usd),
             units=str(record.units),
         )
+        return record
+
+    async def _replayed_flow(
+        self, kind: _FlowKind, flow_id: str, member: str, amount_usd: Decimal
+    ) -> Any:
+        """The first record of a repeated id, if the repeat says the same.
+
+        Raises:
+            ConflictingReplay: the id was recorded for another member or amount.
+        """
+        record = await self._stored_flow(kind, flow_id)
+        if record.member != member or record.amount_usd != amount_usd:
+            raise ConflictingReplay(
+                f"{kind.name} {flow_id} was recorded as {record.member} "
+                f"{money.pay(record.amount_usd, money.CENT)} USD; it cannot now be "
+                f"{member} {amount_usd} USD (use a new id for a new {kind.name})"
+            )
         return record
 
     async def _stored_flow(self, kind: _FlowKind, flow_id: str) -> Any:
