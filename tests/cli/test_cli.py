@@ -188,7 +188,7 @@ def test_a_refused_command_on_a_fresh_data_dir_writes_nothing(tmp_path: Path) ->
         assert conn.execute("select count(*) from journal_entries").fetchone() == (1,)
 
 
-def test_withdrawal_above_free_cash_is_refused(tmp_path: Path) -> None:
+def test_withdrawal_above_free_cash_is_queued_and_can_be_cancelled(tmp_path: Path) -> None:
     import sqlite3
 
     config = str(pool_config(tmp_path))
@@ -212,9 +212,20 @@ def test_withdrawal_above_free_cash_is_refused(tmp_path: Path) -> None:
             " values (?, 'asset:cash', '-900', '0')",
             (seq,),
         )
-    result = corec("pool", "withdraw", "alice", "500", "--config", config, cwd=tmp_path)
-    assert result.returncode == 2
-    assert "more than the pool's free cash of 200.00 USD" in " ".join(result.stderr.split())
+    result = corec(
+        "pool", "withdraw", "alice", "500", "--id", "w-1", "--config", config, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "w-1: alice -500.00 USD queued" in " ".join(result.stdout.split())
+    with sqlite3.connect(tmp_path / "var" / "capital_pool.db") as conn:
+        assert conn.execute("select count(*) from withdrawals").fetchone() == (0,)
+        assert conn.execute("select status from withdrawal_queue").fetchall() == [("queued",)]
+    cancel = corec("pool", "cancel-withdrawal", "w-1", "--config", config, cwd=tmp_path)
+    assert cancel.returncode == 0, cancel.stderr
+    assert "w-1: alice 500.00 USD cancelled" in " ".join(cancel.stdout.split())
+    unknown = corec("pool", "cancel-withdrawal", "w-9", "--config", config, cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert "no queued withdrawal w-9" in unknown.stderr
 
 
 def test_run_replays_and_status_reports_the_issue_keys(tmp_path: Path) -> None:
@@ -314,8 +325,9 @@ def test_db_upgrade_creates_every_database(tmp_path: Path) -> None:
     heads = {
         "exchange_sync": "0002",
         "trading_execution": "0001",
-        "capital_pool": "0001",
+        "capital_pool": "0002",
         "alert_manager": "0001",
+        "macro_sync": "0001",
     }
     for name, head in heads.items():
         assert f"{name}: sqlite at revision {head}" in result.stdout

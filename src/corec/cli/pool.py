@@ -21,6 +21,7 @@ from corec.cli.common import (
 )
 from corec.core.clock import SystemClock
 from corec.core.money import parse_decimal
+from corec.messages.capital_data import WithdrawalQueued
 from corec.plugins.capital_pool.config import CapitalPoolConfig
 from corec.plugins.capital_pool.plugin import CapitalPoolPlugin
 from corec.plugins.capital_pool.service import PoolService
@@ -92,11 +93,46 @@ def withdraw(
     ),
     config: Path | None = ConfigOption,
 ) -> None:
-    """Record a withdrawal from free cash; at most the member's equity. Units burned round up."""
+    """Pay a withdrawal from free cash, at most the member's equity (units burned round
+    up). When free cash is short (out in trades) it is queued, and paid first in, first
+    out as allocations are released; `corec pool cancel-withdrawal ID` cancels it."""
     record = _flow(config, "withdrawal", member, amount_usd, flow_id)
+    if isinstance(record, WithdrawalQueued):
+        console.print(
+            f"withdrawal {record.withdrawal_id}: {record.member} -{fmt_usd(record.amount_usd)} "
+            f"USD queued (free cash is out in trades; {fmt_usd(record.ahead_usd)} USD ahead "
+            "of it), paid as allocations are released",
+            highlight=False,
+        )
+        return
     console.print(
         f"withdrawal {record.withdrawal_id}: {record.member} -{fmt_usd(record.amount_usd)} USD, "
         f"{record.units} units burned at NAV per unit {record.nav_per_unit}",
+        highlight=False,
+    )
+
+
+@app.command("cancel-withdrawal")
+def cancel_withdrawal(
+    withdrawal_id: str = typer.Argument(..., metavar="ID", help="The queued withdrawal's id."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Cancel a queued withdrawal (one already paid cannot be)."""
+    cfg, classes = load(config, log_to_file=True)
+    if NAME not in cfg.sections:
+        fail(f"the {NAME} plugin is not enabled in {cfg.source}")
+    section = cfg.sections[NAME]
+    assert isinstance(section, CapitalPoolConfig)
+
+    async def work(stores: dict[str, Any]) -> Any:
+        service = PoolService(stores[NAME], section, SystemClock())
+        await service.open()
+        return await service.cancel_withdrawal(withdrawal_id)
+
+    record = run_async(lambda: with_stores(cfg, classes, [NAME], work, migrate=True))
+    console.print(
+        f"withdrawal {record.withdrawal_id}: {record.member} {fmt_usd(record.amount_usd)} USD "
+        "cancelled",
         highlight=False,
     )
 

@@ -141,6 +141,47 @@ class WithdrawalRecorded(Payload, frozen=True, kw_only=True):
         require_positive("units", self.units)
 
 
+class WithdrawalQueued(Payload, frozen=True, kw_only=True):
+    """A withdrawal waiting for free cash (the rest is out in trades).
+
+    Queued withdrawals are paid first-in first-out as allocations are released, each at
+    the NAV per unit of its payment (then a :class:`WithdrawalRecorded`), at most the
+    member's equity at that time; until then they can be cancelled.
+
+    Fields:
+        withdrawal_id, member, amount_usd: the request.
+        ahead_usd: queued amounts to be paid before this one.
+        queued_ts_ns: when it was queued (node clock, UTC ns).
+    """
+
+    TYPE: ClassVar[str] = "withdrawal_queued"
+    withdrawal_id: str
+    member: str
+    amount_usd: Decimal
+    ahead_usd: Decimal
+    queued_ts_ns: int
+
+    def __post_init__(self) -> None:
+        require_text("withdrawal_id", self.withdrawal_id)
+        require_positive("amount_usd", self.amount_usd)
+        require_non_negative("ahead_usd", self.ahead_usd)
+
+
+class WithdrawalCancelled(Payload, frozen=True, kw_only=True):
+    """A queued withdrawal will not be paid (cancelled by request, or nothing left).
+
+    Fields:
+        withdrawal_id, member, amount_usd: the request.
+        reason: why (``cancelled by request`` …).
+    """
+
+    TYPE: ClassVar[str] = "withdrawal_cancelled"
+    withdrawal_id: str
+    member: str
+    amount_usd: Decimal
+    reason: str
+
+
 class PoolState(Payload, frozen=True, kw_only=True):
     """The pool after a ledger change.
 

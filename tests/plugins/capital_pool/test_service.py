@@ -23,6 +23,7 @@ from corec.messages.capital_data import (
     ContributionRecorded,
     PhaseChanged,
     PoolState,
+    WithdrawalQueued,
     WithdrawalRecorded,
 )
 from corec.messages.market_data import MarketSnapshot
@@ -34,7 +35,6 @@ from corec.plugins.capital_pool.errors import (
     BelowMinimum,
     ConflictingReplay,
     InsufficientEquity,
-    InsufficientFreeCash,
     UnknownMember,
 )
 from corec.plugins.capital_pool.ledger import CASH, JournalEntry, Line, member_account
@@ -294,7 +294,6 @@ async def test_a_reused_id_with_other_content_is_refused(store: Store) -> None:
         ("withdraw", "alice", "1000.01", InsufficientEquity),
         ("withdraw", "carol", "1", InsufficientEquity),
         ("withdraw", "mallory", "1", UnknownMember),
-        ("withdraw", "alice", "900", InsufficientFreeCash),
     ],
 )
 async def test_refused_command_writes_nothing(
@@ -530,8 +529,10 @@ async def test_stale_withdrawal_revalidated_against_the_stored_cash(
     await svc1.withdraw("alice", D(500), "w-1")
     before = await counts(store)
 
-    with pytest.raises(InsufficientFreeCash):
-        await svc2.withdraw("bob", D(500), "w-2")  # fitted the stale 2,000 of cash
+    # fitted the stale 2,000 of cash; against the stored 300 it waits in the queue
+    queued = await svc2.withdraw("bob", D(500), "w-2")
+    assert isinstance(queued, WithdrawalQueued)
+    assert (queued.amount_usd, queued.ahead_usd) == (D(500), D(0))
 
     assert await counts(store) == before
     assert svc2.ledger.cash_usd == D(300)
@@ -583,7 +584,7 @@ async def test_concurrent_withdrawals_never_overdraw_free_cash(
     ok = [r for r in results if isinstance(r, WithdrawalRecorded)]
     failed = [r for r in results if not isinstance(r, WithdrawalRecorded)]
     assert len(ok) == winners, results
-    assert all(isinstance(e, InsufficientFreeCash) for e in failed), failed
+    assert all(isinstance(e, WithdrawalQueued) for e in failed), failed  # waits its turn
     final = await open_service(store, register=False)
     assert final.ledger.cash_usd == D(800) - winners * D(amount)
     assert final.ledger.cash_usd >= 0

@@ -54,6 +54,8 @@ class CapitalPoolConfig(PluginConfig):
         allocation_timeout_s: an allocation no position uses within this long (node
             clock) expires: its capital returns to cash (checked before each grant, and
             periodically on a live clock).
+        queue_alert_usd: queued and cancelled withdrawals of at least this many USD
+            raise an alert (paid ones are alert_manager's withdrawal rule).
     """
 
     min_contribution_usd: Decimal = Field(default=Decimal(100), gt=0, decimal_places=2)
@@ -64,6 +66,7 @@ class CapitalPoolConfig(PluginConfig):
     marks_save_interval_s: float = Field(default=60.0, gt=0)
     macro: MacroSettings = MacroSettings()
     allocation_timeout_s: float = Field(default=300.0, gt=0)
+    queue_alert_usd: Decimal = Field(default=Decimal(500), ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> CapitalPoolConfig:

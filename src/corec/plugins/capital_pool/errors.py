@@ -32,3 +32,15 @@ class Insolvent(InvalidInput):
 
 class ConflictingReplay(InvalidInput):
     """A command id already recorded is sent again with different content."""
+
+
+class UnknownWithdrawal(InvalidInput):
+    """No queued withdrawal has this id."""
+
+
+class WithdrawalAlreadyPaid(InvalidInput):
+    """A queued withdrawal was paid: it can no longer be cancelled."""
+
+
+class WithdrawalWasCancelled(InvalidInput):
+    """A withdrawal id that was cancelled is sent again."""

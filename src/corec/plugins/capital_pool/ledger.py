@@ -310,6 +310,29 @@ class Ledger:
             [Line(CASH, amount_usd), Line(member_account(member), -amount_usd, units)],
         )
 
+    def check_withdrawable(
+        self,
+        withdrawal_id: str,
+        member: str,
+        amount_usd: Decimal,
+        already_queued_usd: Decimal = ZERO,
+    ) -> None:
+        """Check that ``member`` may withdraw ``amount_usd`` on top of the amounts they
+        already have queued (free cash aside).
+
+        Raises:
+            UnknownMember, InvalidAmount, InsufficientEquity.
+        """
+        self._require_member(member)
+        require_cents(amount_usd, f"withdrawal {withdrawal_id}")
+        equity = self.member_equity_usd(member)
+        if amount_usd + already_queued_usd > equity:
+            queued = f" with {already_queued_usd} USD already queued" if already_queued_usd else ""
+            raise InsufficientEquity(
+                f"withdrawal {withdrawal_id}: {amount_usd} USD{queued} is more than {member}'s "
+                f"equity of {money.pay(equity, money.CENT)} USD"
+            )
+
     def withdrawal(
         self, withdrawal_id: str, member: str, amount_usd: Decimal, ts_ns: int
     ) -> JournalEntry:
@@ -318,14 +341,7 @@ class Ledger:
         Raises:
             UnknownMember, InvalidAmount, InsufficientEquity, InsufficientFreeCash.
         """
-        self._require_member(member)
-        require_cents(amount_usd, f"withdrawal {withdrawal_id}")
-        equity = self.member_equity_usd(member)
-        if amount_usd > equity:
-            raise InsufficientEquity(
-                f"withdrawal {withdrawal_id}: {amount_usd} USD is more than {member}'s equity of "
-                f"{money.pay(equity, money.CENT)} USD"
-            )
+        self.check_withdrawable(withdrawal_id, member, amount_usd)
         if amount_usd > self.cash_usd:
             raise InsufficientFreeCash(
                 f"withdrawal {withdrawal_id}: {amount_usd} USD is more than the pool's free cash of "
@@ -346,13 +362,17 @@ class Ledger:
         )
 
     def size_allocation(
-        self, stop_loss_pct: Decimal, risk_multiplier: Decimal = Decimal(1)
+        self,
+        stop_loss_pct: Decimal,
+        risk_multiplier: Decimal = Decimal(1),
+        reserved_usd: Decimal = ZERO,
     ) -> AllocationDecision:
         """How much to grant a trade with a stop ``stop_loss_pct`` percent away.
 
         Formula: ``NAV × risk_per_trade × risk_multiplier ÷ (stop_loss_pct / 100)``
         (the multiplier is the macro cut, 1 when none applies), then cut to keep
-        ``allocated ≤ max_active_ratio × NAV`` and to the free cash; refused when the
+        ``allocated ≤ max_active_ratio × NAV`` and to the free cash less ``reserved_usd``
+        (owed to queued withdrawals, paid first); refused when the
         pool has no phase (NAV below the lowest band), nothing is left under the cap,
         or the result is below ``min_allocation_usd``.
         """
@@ -369,7 +389,7 @@ class Ledger:
             )
         sized = money.pay(money.divide(money.multiply(nav, risk) * 100, stop_loss_pct))
         headroom = money.pay(money.multiply(nav, self.rules.max_active_ratio) - self.allocated_usd)
-        amount = min(sized, headroom, money.pay(self.cash_usd))
+        amount = min(sized, headroom, money.pay(self.cash_usd - reserved_usd))
         decision = replace(base, amount_usd=amount, sized_usd=sized, reduced=amount < sized)
         if headroom <= 0:
             return replace(
@@ -379,9 +399,8 @@ class Ledger:
                 refusal=f"allocated capital is at the {self.rules.max_active_ratio * 100}% cap of NAV",
             )
         if amount <= 0:
-            return replace(
-                decision, amount_usd=ZERO, refusal_code="no_free_cash", refusal="no free cash"
-            )
+            why = "no free cash" + (" (kept for queued withdrawals)" if reserved_usd > 0 else "")
+            return replace(decision, amount_usd=ZERO, refusal_code="no_free_cash", refusal=why)
         if amount < self.rules.min_allocation_usd:
             return replace(
                 decision,

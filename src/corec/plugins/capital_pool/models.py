@@ -64,6 +64,20 @@ def _flow_table(name: str, id_column: str) -> Table:
 contributions = _flow_table("contributions", "contribution_id")
 withdrawals = _flow_table("withdrawals", "withdrawal_id")
 
+withdrawal_queue = Table(
+    "withdrawal_queue",
+    metadata,
+    Column("position", Integer, primary_key=True, autoincrement=True),  # first in, first out
+    Column("withdrawal_id", String(64), nullable=False, unique=True),
+    Column("member", String(64), ForeignKey("members.name"), nullable=False),
+    Column("amount_usd", DecimalColumn(), nullable=False),
+    Column("status", String(16), nullable=False, index=True),  # queued, paid, cancelled
+    Column("queued_ts_ns", BigInteger, nullable=False),
+    Column("settled_ts_ns", BigInteger, nullable=True),
+    Column("paid_usd", DecimalColumn(), nullable=True),
+    Column("reason", String(256), nullable=True),
+)
+
 allocations = Table(
     "allocations",
     metadata,

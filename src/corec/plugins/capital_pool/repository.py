@@ -194,3 +194,63 @@ async def save_marks(store: Store, marks: dict[tuple[str, str, str], Decimal], t
             conn.execute(insert(m.marks), rows)
 
     await store.write(write)
+
+
+# -- the withdrawal queue ------------------------------------------------------------------
+async def queued_withdrawal(store: Store, withdrawal_id: str) -> dict[str, object] | None:
+    """The queue row of ``withdrawal_id`` (any status), or None if it never queued."""
+    q = m.withdrawal_queue
+    query = select(q).where(q.c.withdrawal_id == withdrawal_id)
+    row = await store.read(lambda conn: conn.execute(query).mappings().first())
+    return dict(row) if row else None
+
+
+async def queued_withdrawals(store: Store) -> list[dict[str, object]]:
+    """Withdrawals still waiting, first in first."""
+    q = m.withdrawal_queue
+    query = select(q).where(q.c.status == "queued").order_by(q.c.position)
+    return [dict(r) for r in await store.read(lambda conn: conn.execute(query).mappings().all())]
+
+
+async def add_to_queue(
+    store: Store, withdrawal_id: str, member: str, amount_usd: Decimal, ts_ns: int
+) -> None:
+    """Queue a withdrawal (one transaction).
+
+    Raises:
+        ConcurrencyConflict: the id was queued meanwhile (by another process).
+    """
+    row = {
+        "withdrawal_id": withdrawal_id,
+        "member": member,
+        "amount_usd": amount_usd,
+        "status": "queued",
+        "queued_ts_ns": ts_ns,
+    }
+    try:
+        await store.write(lambda conn: conn.execute(insert(m.withdrawal_queue), row))
+    except IntegrityError as exc:
+        raise ConcurrencyConflict(f"withdrawal {withdrawal_id} was queued meanwhile") from exc
+
+
+def settle_queued(
+    conn: Connection,
+    withdrawal_id: str,
+    status: str,
+    ts_ns: int,
+    *,
+    paid_usd: Decimal | None = None,
+    reason: str | None = None,
+) -> bool:
+    """Mark a queued withdrawal ``paid`` or ``cancelled`` (only if still queued).
+
+    Returns:
+        False when it was no longer queued (settled meanwhile): nothing changed.
+    """
+    q = m.withdrawal_queue
+    result = conn.execute(
+        update(q)
+        .where(q.c.withdrawal_id == withdrawal_id, q.c.status == "queued")
+        .values(status=status, settled_ts_ns=ts_ns, paid_usd=paid_usd, reason=reason)
+    )
+    return bool(result.rowcount)

@@ -34,6 +34,8 @@ from corec.messages.capital_data import (
     ContributionRecorded,
     PhaseChanged,
     PoolState,
+    WithdrawalCancelled,
+    WithdrawalQueued,
     WithdrawalRecorded,
 )
 from corec.messages.macro_data import MacroObservation
@@ -42,7 +44,13 @@ from corec.messages.trading_results import AllocationUnused, PositionOpened, Tra
 from corec.plugins.capital_pool import models as m
 from corec.plugins.capital_pool import repository as repo
 from corec.plugins.capital_pool.config import CapitalPoolConfig
-from corec.plugins.capital_pool.errors import ConflictingReplay
+from corec.plugins.capital_pool.errors import (
+    ConflictingReplay,
+    InsufficientFreeCash,
+    UnknownWithdrawal,
+    WithdrawalAlreadyPaid,
+    WithdrawalWasCancelled,
+)
 from corec.plugins.capital_pool.ledger import (
     Allocation,
     JournalEntry,
@@ -263,20 +271,180 @@ class PoolService:
         Raises:
             UnknownMember, InvalidAmount, BelowMinimum, Insolvent: refused, nothing written.
         """
-        return await self._flow(_CONTRIBUTION, member, amount_usd, contribution_id)
+        record = await self._flow(_CONTRIBUTION, member, amount_usd, contribution_id)
+        await self.pay_queue()  # new cash pays whoever waits first
+        return record  # type: ignore[no-any-return]
 
     async def withdraw(
         self, member: str, amount_usd: Decimal, withdrawal_id: str | None = None
-    ) -> WithdrawalRecorded:
-        """Record a withdrawal paid from free cash; a repeated id returns the first record.
+    ) -> WithdrawalRecorded | WithdrawalQueued:
+        """Pay a withdrawal from free cash, or queue it when free cash is short (or other
+        withdrawals are already waiting: first in, first out). A repeated id returns its
+        first record or its place in the queue.
 
         Raises:
-            UnknownMember, InvalidAmount, InsufficientEquity, InsufficientFreeCash.
+            UnknownMember, InvalidAmount, InsufficientEquity (with the member's queued
+            withdrawals counted), ConflictingReplay, WithdrawalCancelled (the id was
+            cancelled): refused, nothing written.
         """
-        return await self._flow(_WITHDRAWAL, member, amount_usd, withdrawal_id)
+        fid = withdrawal_id or new_id()
+        queued = await repo.queued_withdrawal(self.store, fid)
+        if queued is not None:
+            return await self._queue_replay(queued, member, amount_usd)
+        if f"withdrawal:{fid}" in self.ledger.refs:
+            return await self._replayed_flow(_WITHDRAWAL, fid, member, amount_usd)
+        waiting = await repo.queued_withdrawals(self.store)
+        if not waiting:
+            try:
+                return await self._flow(_WITHDRAWAL, member, amount_usd, fid)
+            except InsufficientFreeCash:
+                pass  # queued below
+        mine = sum((w["amount_usd"] for w in waiting if w["member"] == member), Decimal(0))
+        self.ledger.check_withdrawable(fid, member, amount_usd, mine)  # type: ignore[arg-type]
+        ts_ns = self.clock.now_ns()
+        await repo.add_to_queue(self.store, fid, member, amount_usd, ts_ns)
+        ahead = sum((w["amount_usd"] for w in waiting), Decimal(0))
+        record = WithdrawalQueued(
+            withdrawal_id=fid,
+            member=member,
+            amount_usd=amount_usd,
+            ahead_usd=ahead,  # type: ignore[arg-type]
+            queued_ts_ns=ts_ns,
+        )
+        await self._publish(channels.CAPITAL_DATA, record, fid)
+        log.info(
+            "withdrawal_queued", member=member, amount_usd=str(amount_usd), ahead_usd=str(ahead)
+        )
+        if amount_usd >= self.config.queue_alert_usd:
+            await self._alert(
+                "withdrawal_queued",
+                f"{member} asked for {amount_usd} USD; free cash is out in trades, queued "
+                f"behind {ahead} USD and paid as allocations are released",
+                "medium",
+                {"member": member},
+            )
+        return record
+
+    async def cancel_withdrawal(self, withdrawal_id: str) -> WithdrawalCancelled:
+        """Cancel a queued withdrawal (idempotent: a cancelled one answers the same).
+
+        Raises:
+            UnknownWithdrawal: never queued; WithdrawalAlreadyPaid: paid from the queue.
+        """
+        row = await repo.queued_withdrawal(self.store, withdrawal_id)
+        if row is None:
+            raise UnknownWithdrawal(f"no queued withdrawal {withdrawal_id}")
+        record = WithdrawalCancelled(
+            withdrawal_id=withdrawal_id,
+            member=str(row["member"]),
+            amount_usd=row["amount_usd"],  # type: ignore[arg-type]
+            reason="cancelled by request",
+        )
+        if row["status"] == "cancelled":
+            return record
+        if row["status"] == "paid":
+            raise WithdrawalAlreadyPaid(
+                f"withdrawal {withdrawal_id} was paid ({row['paid_usd']} USD): too late to cancel"
+            )
+        ts_ns = self.clock.now_ns()
+        changed = await self.store.write(
+            lambda conn: repo.settle_queued(
+                conn, withdrawal_id, "cancelled", ts_ns, reason=record.reason
+            )
+        )
+        if not changed:  # paid or cancelled meanwhile
+            return await self.cancel_withdrawal(withdrawal_id)
+        await self._publish(channels.CAPITAL_DATA, record, withdrawal_id)
+        if record.amount_usd >= self.config.queue_alert_usd:
+            await self._alert(
+                "withdrawal_cancelled",
+                f"{record.member}'s queued withdrawal of {record.amount_usd} USD was cancelled",
+                "low",
+                {"member": record.member},
+            )
+        await self.pay_queue()  # the next in line may fit now
+        return record
+
+    async def pay_queue(self) -> int:
+        """Pay queued withdrawals first in, first out while free cash covers the head of
+        the queue; each at the NAV per unit of now, at most the member's equity now.
+
+        Returns:
+            How many were paid.
+        """
+        paid = 0
+        for row in await repo.queued_withdrawals(self.store):
+            fid, member = str(row["withdrawal_id"]), str(row["member"])
+            equity = money.pay(self.ledger.member_equity_usd(member), money.CENT)
+            amount = min(row["amount_usd"], equity)  # type: ignore[type-var]
+            ts_ns = self.clock.now_ns()
+            if amount <= 0:
+                await self.store.write(
+                    lambda conn, f=fid, t=ts_ns: repo.settle_queued(
+                        conn, f, "cancelled", t, reason="nothing left to pay"
+                    )
+                )
+                await self._publish(
+                    channels.CAPITAL_DATA,
+                    WithdrawalCancelled(
+                        withdrawal_id=fid,
+                        member=member,
+                        amount_usd=row["amount_usd"],  # type: ignore[arg-type]
+                        reason=f"nothing left to pay: {member}'s equity is 0",
+                    ),
+                    fid,
+                )
+                continue
+            if amount > money.pay(self.ledger.cash_usd, money.CENT):
+                break  # the head waits for more cash; nobody overtakes it
+            await self._flow(
+                _WITHDRAWAL,
+                member,
+                amount,
+                fid,
+                also=lambda conn, f=fid, a=amount, t=ts_ns: repo.settle_queued(
+                    conn, f, "paid", t, paid_usd=a
+                ),
+            )
+            log.info(
+                "queued_withdrawal_paid", withdrawal_id=fid, member=member, paid_usd=str(amount)
+            )
+            paid += 1
+        return paid
+
+    async def _queue_replay(
+        self, row: dict[str, Any], member: str, amount_usd: Decimal
+    ) -> WithdrawalRecorded | WithdrawalQueued:
+        fid = str(row["withdrawal_id"])
+        if row["member"] != member or row["amount_usd"] != amount_usd:
+            raise ConflictingReplay(
+                f"withdrawal {fid} was queued as {row['member']} {row['amount_usd']} USD; it "
+                f"cannot now be {member} {amount_usd} USD (use a new id for a new withdrawal)"
+            )
+        if row["status"] == "cancelled":
+            raise WithdrawalWasCancelled(f"withdrawal {fid} was cancelled ({row['reason']})")
+        if row["status"] == "paid":
+            return await self._stored_flow(_WITHDRAWAL, fid)
+        waiting = await repo.queued_withdrawals(self.store)
+        ahead = sum(
+            (w["amount_usd"] for w in waiting if w["position"] < row["position"]), Decimal(0)
+        )
+        return WithdrawalQueued(
+            withdrawal_id=fid,
+            member=member,
+            amount_usd=amount_usd,
+            ahead_usd=ahead,  # type: ignore[arg-type]
+            queued_ts_ns=row["queued_ts_ns"],
+        )
 
     async def _flow(
-        self, kind: _FlowKind, member: str, amount_usd: Decimal, flow_id: str | None
+        self,
+        kind: _FlowKind,
+        member: str,
+        amount_usd: Decimal,
+        flow_id: str | None,
+        *,
+        also: Callable[[Connection], object] | None = None,
     ) -> Any:
         """Validate, journal and record one contribution or withdrawal (at most once by id)."""
         fid = flow_id or new_id()
@@ -308,6 +476,8 @@ class PoolService:
                 if new_member:  # a configured member's first flow stores the member too
                     conn.execute(insert(m.members), {"name": member, "created_ts_ns": ts_ns})
                 conn.execute(insert(kind.table), row)
+                if also is not None:  # in the same transaction (a queue row marked paid)
+                    also(conn)
 
             return write
 
@@ -371,8 +541,16 @@ class PoolService:
         macro = self.macro.assess(ts_ns)
         await self._announce_macro(macro)
 
+        reserved = sum(
+            (w["amount_usd"] for w in await repo.queued_withdrawals(self.store)), Decimal(0)
+        )
+
         def build(ledger: Ledger) -> JournalEntry | None:
-            decision = ledger.size_allocation(request.stop_loss_pct, macro.multiplier)
+            decision = ledger.size_allocation(
+                request.stop_loss_pct,
+                macro.multiplier,
+                reserved,  # type: ignore[arg-type]
+            )
             decided[:] = [decision]
             if decision.refusal_code is not None:
                 return None
@@ -517,6 +695,7 @@ class PoolService:
             ),
             closed.allocation_id,
         )
+        await self.pay_queue()  # released capital pays queued withdrawals first
 
     def expired_allocations(self, now_ns: int) -> list[str]:
         """Allocations granted more than ``allocation_timeout_s`` before ``now_ns`` that
@@ -593,6 +772,7 @@ class PoolService:
             ),
             unused.allocation_id,
         )
+        await self.pay_queue()
 
     def on_macro(self, observation: MacroObservation) -> None:
         """A new macro value (``macro_data``): the next allocation uses it."""
