@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from rich.table import Table
@@ -29,6 +30,7 @@ from corec.plugins.capital_pool.service import PoolService
 app = typer.Typer(
     help="The shared pool: contributions, withdrawals, NAV and members.", no_args_is_help=True
 )
+T = TypeVar("T")
 NAME = CapitalPoolPlugin.name
 
 
@@ -39,27 +41,32 @@ def _amount(text: str) -> Decimal:
         fail(str(exc))
 
 
-def _flow(
-    config: Path | None, kind: str, member: str, amount_text: str, flow_id: str | None
-) -> Any:
-    amount = _amount(amount_text)
+def _with_service(config: Path | None, command: Callable[[PoolService], Awaitable[T]]) -> T:
+    """Run ``command`` on the pool's service, opened over its (migrated) store."""
     cfg, classes = load(config, log_to_file=True)
     if NAME not in cfg.sections:
         fail(f"the {NAME} plugin is not enabled in {cfg.source}")
     section = cfg.sections[NAME]
     assert isinstance(section, CapitalPoolConfig)
 
-    async def work(stores: dict[str, Any]) -> Any:
+    async def work(stores: dict[str, Any]) -> T:
         service = PoolService(stores[NAME], section, SystemClock())
         await service.open()
         # configured members may pay in before any node ran; nothing is written unless
         # the command is accepted (the node records opening contributions, not the CLI)
         service.know_members(m.name for m in section.members)
-        if kind == "contribution":
-            return await service.contribute(member, amount, flow_id)
-        return await service.withdraw(member, amount, flow_id)
+        return await command(service)
 
     return run_async(lambda: with_stores(cfg, classes, [NAME], work, migrate=True))
+
+
+def _flow(
+    config: Path | None, kind: str, member: str, amount_text: str, flow_id: str | None
+) -> Any:
+    amount = _amount(amount_text)
+    if kind == "contribution":
+        return _with_service(config, lambda service: service.contribute(member, amount, flow_id))
+    return _with_service(config, lambda service: service.withdraw(member, amount, flow_id))
 
 
 @app.command()
@@ -118,18 +125,7 @@ def cancel_withdrawal(
     config: Path | None = ConfigOption,
 ) -> None:
     """Cancel a queued withdrawal (one already paid cannot be)."""
-    cfg, classes = load(config, log_to_file=True)
-    if NAME not in cfg.sections:
-        fail(f"the {NAME} plugin is not enabled in {cfg.source}")
-    section = cfg.sections[NAME]
-    assert isinstance(section, CapitalPoolConfig)
-
-    async def work(stores: dict[str, Any]) -> Any:
-        service = PoolService(stores[NAME], section, SystemClock())
-        await service.open()
-        return await service.cancel_withdrawal(withdrawal_id)
-
-    record = run_async(lambda: with_stores(cfg, classes, [NAME], work, migrate=True))
+    record = _with_service(config, lambda service: service.cancel_withdrawal(withdrawal_id))
     console.print(
         f"withdrawal {record.withdrawal_id}: {record.member} {fmt_usd(record.amount_usd)} USD "
         "cancelled",
