@@ -325,7 +325,7 @@ def test_db_upgrade_creates_every_database(tmp_path: Path) -> None:
     heads = {
         "exchange_sync": "0002",
         "trading_execution": "0001",
-        "capital_pool": "0002",
+        "capital_pool": "0003",
         "alert_manager": "0001",
         "macro_sync": "0001",
     }
@@ -459,3 +459,25 @@ def test_a_replay_stamps_its_start_in_the_recording_time(tmp_path: Path) -> None
     )
     phase = next(r for r in rows if r["name"] == "pool_phase_changed")
     assert phase["first_ts"] == "2021-12-31T23:02:00Z"  # the first bar's close, not 1970
+
+
+def test_members_add_and_list(tmp_path: Path) -> None:
+    config = str(pool_config(tmp_path))
+    added = corec("members", "add", "dave", "--no-reinvest", "--config", config, cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    assert "member dave: added (profit paid out daily)" in added.stdout
+    again = corec("members", "add", "dave", "--no-reinvest", "--config", config, cwd=tmp_path)
+    assert again.returncode == 0 and "already a member" in again.stdout
+    other = corec("members", "add", "dave", "--config", config, cwd=tmp_path)
+    assert other.returncode == 2
+    assert "dave is a member already, with reinvest=False" in other.stderr
+    bad = corec("members", "add", "Dave!", "--config", config, cwd=tmp_path)
+    assert bad.returncode == 2 and "member name 'Dave!'" in " ".join(bad.stderr.split())
+    paid = corec("pool", "contribute", "dave", "250", "--config", config, cwd=tmp_path)
+    assert paid.returncode == 0, paid.stderr
+
+    listed = corec("members", "list", "--json", "--config", config, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == [
+        {"member": "dave", "reinvest": False, "units": "250", "equity_usd": "250.00"}
+    ]

@@ -41,7 +41,7 @@ def _amount(text: str) -> Decimal:
         fail(str(exc))
 
 
-def _with_service(config: Path | None, command: Callable[[PoolService], Awaitable[T]]) -> T:
+def with_pool_service(config: Path | None, command: Callable[[PoolService], Awaitable[T]]) -> T:
     """Run ``command`` on the pool's service, opened over its (migrated) store."""
     cfg, classes = load(config, log_to_file=True)
     if NAME not in cfg.sections:
@@ -65,8 +65,10 @@ def _flow(
 ) -> Any:
     amount = _amount(amount_text)
     if kind == "contribution":
-        return _with_service(config, lambda service: service.contribute(member, amount, flow_id))
-    return _with_service(config, lambda service: service.withdraw(member, amount, flow_id))
+        return with_pool_service(
+            config, lambda service: service.contribute(member, amount, flow_id)
+        )
+    return with_pool_service(config, lambda service: service.withdraw(member, amount, flow_id))
 
 
 @app.command()
@@ -125,7 +127,7 @@ def cancel_withdrawal(
     config: Path | None = ConfigOption,
 ) -> None:
     """Cancel a queued withdrawal (one already paid cannot be)."""
-    record = _with_service(config, lambda service: service.cancel_withdrawal(withdrawal_id))
+    record = with_pool_service(config, lambda service: service.cancel_withdrawal(withdrawal_id))
     console.print(
         f"withdrawal {record.withdrawal_id}: {record.member} {fmt_usd(record.amount_usd)} USD "
         "cancelled",

@@ -25,11 +25,13 @@ class MemberConfig(FrozenModel):
     """A member registered at start, with an optional opening contribution.
 
     The opening contribution is recorded once (id ``opening-<name>``), however many
-    times the node starts.
+    times the node starts. ``reinvest: false`` pays the member's share of each day's
+    realized profit out at the daily settlement instead of leaving it in the pool.
     """
 
     name: str = Field(pattern=MEMBER_NAME_PATTERN)
     opening_contribution_usd: Decimal | None = Field(default=None, gt=0, decimal_places=2)
+    reinvest: bool = True
 
 
 DEFAULT_PHASES = (

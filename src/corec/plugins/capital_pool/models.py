@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Integer,
     String,
     Table,
     UniqueConstraint,
+    true,
 )
 
 from corec.core.store import DecimalColumn, plugin_metadata
@@ -21,6 +23,8 @@ members = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("created_ts_ns", BigInteger, nullable=False),
+    # False: the member's share of each day's realized profit is paid out at settlement
+    Column("reinvest", Boolean, nullable=False, server_default=true()),
 )
 
 journal_entries = Table(

@@ -142,16 +142,24 @@ async def append_entry(
         ) from exc
 
 
-async def add_member(store: Store, name: str, ts_ns: int) -> bool:
-    """Register ``name``; returns False when it exists already."""
+async def add_member(store: Store, name: str, ts_ns: int, *, reinvest: bool = True) -> bool:
+    """Register ``name``; returns False when it exists already (nothing changed)."""
 
     def write(conn: Connection) -> bool:
         if conn.execute(select(m.members.c.name).where(m.members.c.name == name)).first():
             return False
-        conn.execute(insert(m.members), {"name": name, "created_ts_ns": ts_ns})
+        conn.execute(
+            insert(m.members), {"name": name, "created_ts_ns": ts_ns, "reinvest": reinvest}
+        )
         return True
 
     return await store.write(write)
+
+
+async def member_rows(store: Store) -> list[dict[str, object]]:
+    """Every stored member: name, created_ts_ns, reinvest; by name."""
+    query = select(m.members).order_by(m.members.c.name)
+    return [dict(r) for r in await store.read(lambda conn: conn.execute(query).mappings().all())]
 
 
 _UPDATE_ALLOCATION = update(m.allocations).where(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,7 +23,7 @@ from sqlalchemy import Connection, insert, select
 
 from corec.core import channels, money
 from corec.core.clock import Clock
-from corec.core.errors import ConcurrencyConflict, InvalidEvent
+from corec.core.errors import ConcurrencyConflict, InvalidEvent, InvalidInput
 from corec.core.events import Payload
 from corec.core.ids import new_id
 from corec.core.store import Store
@@ -43,7 +44,7 @@ from corec.messages.market_data import MarketSnapshot
 from corec.messages.trading_results import AllocationUnused, PositionOpened, TradeClosed
 from corec.plugins.capital_pool import models as m
 from corec.plugins.capital_pool import repository as repo
-from corec.plugins.capital_pool.config import CapitalPoolConfig
+from corec.plugins.capital_pool.config import MEMBER_NAME_PATTERN, CapitalPoolConfig
 from corec.plugins.capital_pool.errors import (
     ConflictingReplay,
     InsufficientFreeCash,
@@ -186,7 +187,9 @@ class PoolService:
         """Register the configured members and record their opening contributions once
         (what a node does at start)."""
         for member in self.config.members:
-            if await repo.add_member(self.store, member.name, self.clock.now_ns()):
+            if await repo.add_member(
+                self.store, member.name, self.clock.now_ns(), reinvest=member.reinvest
+            ):
                 log.info("member_registered", member=member.name)
             self._stored_members.add(member.name)  # stored now, by us or by another writer
         self.know_members(m.name for m in self.config.members)
@@ -195,6 +198,35 @@ class PoolService:
                 await self.contribute(
                     member.name, member.opening_contribution_usd, f"opening-{member.name}"
                 )
+
+    async def add_member(self, name: str, *, reinvest: bool = True) -> bool:
+        """Register a new member (no units until their first contribution).
+
+        Returns:
+            True when added; False when ``name`` was a member already with the same
+            ``reinvest`` (a repeat changes nothing).
+
+        Raises:
+            InvalidInput: a malformed name, or a member already registered with the
+                other ``reinvest`` choice.
+        """
+        if not re.fullmatch(MEMBER_NAME_PATTERN, name):
+            raise InvalidInput(
+                f"member name {name!r}: 1 to 64 characters, a lower-case letter first, then "
+                "lower-case letters, digits, '_', '.' or '-'"
+            )
+        added = await repo.add_member(self.store, name, self.clock.now_ns(), reinvest=reinvest)
+        if not added:
+            stored = next(r for r in await repo.member_rows(self.store) if r["name"] == name)
+            if bool(stored["reinvest"]) != reinvest:
+                raise InvalidInput(
+                    f"{name} is a member already, with reinvest={bool(stored['reinvest'])}"
+                )
+            return False
+        self._stored_members.add(name)
+        self.ledger.members.add(name)
+        log.info("member_registered", member=name, reinvest=reinvest)
+        return True
 
     # -- the write path ----------------------------------------------------------------
     async def _write(
