@@ -37,7 +37,7 @@ from corec.core.bus import Bus, Handler, Responder, Subscription
 from corec.core.clock import Clock
 from corec.core.config import CorecConfig, FrozenModel
 from corec.core.events import Payload, make_event
-from corec.core.notices import Alert, Severity
+from corec.core.notices import Alert, BreakerState, BreakerStateChanged, Severity
 from corec.core.store import Store
 
 if TYPE_CHECKING:
@@ -153,6 +153,30 @@ class PluginContext:
             labels={"plugin": self.name, **(labels or {})},
         )
         await self.publish(channels.ALERTS, alert)
+
+    async def announce_breaker(
+        self,
+        breaker: str,
+        previous: BreakerState,
+        current: BreakerState,
+        reason: str,
+        *,
+        subject: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        """A circuit breaker moved: a ``BreakerStateChanged`` on ``system`` and an alert
+        ``breaker_<state>`` (high when it opens, low otherwise) naming ``subject``
+        (default the breaker). Use as (part of) a breaker's ``on_change``."""
+        await self.publish(
+            channels.SYSTEM,
+            BreakerStateChanged(breaker=breaker, previous=previous, current=current, reason=reason),
+        )
+        await self.alert(
+            f"breaker_{current}",
+            f"{subject or breaker}: breaker {previous} -> {current} ({reason})",
+            severity="high" if current == "open" else "low",
+            labels={"breaker": breaker, **(labels or {})},
+        )
 
     def spawn(
         self, name: str, factory: Callable[[], Awaitable[None]], *, essential: bool = False

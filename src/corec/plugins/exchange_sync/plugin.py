@@ -15,7 +15,7 @@ from corec.core import channels
 from corec.core.clock import NS_PER_S, ReplayClock, format_ts
 from corec.core.errors import ConfigError, InvalidEvent, PermanentExchangeError, StoreError
 from corec.core.events import Payload
-from corec.core.notices import BreakerState, BreakerStateChanged
+from corec.core.notices import BreakerState
 from corec.core.plugin import Plugin, PluginContext, PluginHealth
 from corec.core.store import Store
 from corec.exchanges.credentials import default_prefix, load_credentials
@@ -256,17 +256,9 @@ class ExchangeSyncPlugin(Plugin):
     async def _breaker_changed(
         self, name: str, previous: BreakerState, current: BreakerState, reason: str
     ) -> None:
-        await self.ctx.publish(
-            channels.SYSTEM,
-            BreakerStateChanged(breaker=name, previous=previous, current=current, reason=reason),
-        )
         exchange = name.rsplit(".", 1)[-1]
-        severity = "high" if current == "open" else "low"
-        await self.ctx.alert(
-            f"breaker_{current}",
-            f"{exchange}: breaker {previous} -> {current} ({reason})",
-            severity=severity,
-            labels={"breaker": name, "exchange": exchange},
+        await self.ctx.announce_breaker(
+            name, previous, current, reason, subject=exchange, labels={"exchange": exchange}
         )
 
     async def _close_workers(self) -> None:

@@ -14,7 +14,7 @@ from corec.core import channels
 from corec.core.clock import NS_PER_S, format_ts
 from corec.core.errors import CircuitOpenError, InvalidInput, StoreError
 from corec.core.events import Event
-from corec.core.notices import BreakerState, BreakerStateChanged
+from corec.core.notices import BreakerState
 from corec.core.plugin import Plugin, PluginContext, PluginHealth
 from corec.core.resilience import CircuitBreaker, retry
 from corec.core.store.upsert import insert_ignoring_duplicates
@@ -286,16 +286,7 @@ class MacroSyncPlugin(Plugin):
     async def _breaker_changed(
         self, name: str, previous: BreakerState, current: BreakerState, reason: str
     ) -> None:
-        await self.ctx.publish(
-            channels.SYSTEM,
-            BreakerStateChanged(breaker=name, previous=previous, current=current, reason=reason),
-        )
-        await self.ctx.alert(
-            f"breaker_{current}",
-            f"{name}: breaker {previous} -> {current} ({reason})",
-            severity="high" if current == "open" else "low",
-            labels={"breaker": name},
-        )
+        await self.ctx.announce_breaker(name, previous, current, reason)
 
     def health(self) -> PluginHealth:
         details: dict[str, Any] = {
