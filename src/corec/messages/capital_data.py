@@ -26,6 +26,12 @@ from corec.messages.trading_results import PositionSide
 ALLOCATE: Final = "capital_pool.allocate"
 """Request endpoint: :class:`AllocationRequest` → :class:`AllocationGranted` | :class:`AllocationRefused`."""
 
+CLOSE_DAY: Final = "capital_pool.close_day"
+"""Request endpoint: :class:`DayCloseRequest` → :class:`DayClose` (the pool at a day's
+cut-off, and the distributions paid for it; daily_settlement's source)."""
+
+FlowKind = Literal["contribution", "withdrawal", "distribution"]
+
 OPEN_ALLOCATIONS: Final = "capital_pool.open_allocations"
 """Request endpoint: :class:`OpenAllocationsRequest` → :class:`OpenAllocations` (what the
 pool holds as allocated, so a strategy host can reconcile after a restart)."""
@@ -141,6 +147,26 @@ class WithdrawalRecorded(Payload, frozen=True, kw_only=True):
         require_positive("units", self.units)
 
 
+class DistributionRecorded(Payload, frozen=True, kw_only=True):
+    """A member who does not reinvest was paid their share of a day's realized profit:
+    ``units`` burned at ``nav_per_unit`` (rounded up), like a withdrawal.
+
+    Fields:
+        distribution_id: ``<date>:<member>`` (one per member and settled day).
+    """
+
+    TYPE: ClassVar[str] = "distribution_recorded"
+    distribution_id: str
+    member: str
+    amount_usd: Decimal
+    units: Decimal
+    nav_per_unit: Decimal
+
+    def __post_init__(self) -> None:
+        require_positive("amount_usd", self.amount_usd)
+        require_positive("units", self.units)
+
+
 class WithdrawalQueued(Payload, frozen=True, kw_only=True):
     """A withdrawal waiting for free cash (the rest is out in trades).
 
@@ -152,6 +178,8 @@ class WithdrawalQueued(Payload, frozen=True, kw_only=True):
         withdrawal_id, member, amount_usd: the request.
         ahead_usd: queued amounts to be paid before this one.
         queued_ts_ns: when it was queued (node clock, UTC ns).
+        kind: ``withdrawal``, or ``distribution`` (a settlement's payout that waits for
+            cash like a withdrawal; its id is the distribution's).
     """
 
     TYPE: ClassVar[str] = "withdrawal_queued"
@@ -160,6 +188,7 @@ class WithdrawalQueued(Payload, frozen=True, kw_only=True):
     amount_usd: Decimal
     ahead_usd: Decimal
     queued_ts_ns: int
+    kind: Literal["withdrawal", "distribution"] = "withdrawal"
 
     def __post_init__(self) -> None:
         require_text("withdrawal_id", self.withdrawal_id)
@@ -250,3 +279,91 @@ class OpenAllocations(Payload, frozen=True, kw_only=True):
 
     TYPE: ClassVar[str] = "open_allocations"
     allocations: tuple[OpenAllocation, ...]
+
+
+class DayCloseRequest(Payload, frozen=True, kw_only=True):
+    """Close the pool's day ``date``: value it at ``cutoff_ts_ns`` and, with
+    ``distribute``, pay members who do not reinvest their share of its realized profit.
+
+    Fields:
+        date: the day, ISO ``YYYY-MM-DD`` (UTC).
+        start_ts_ns: the previous day's cut-off: flows and realized PnL count in
+            ``[start_ts_ns, cutoff_ts_ns)``.
+        cutoff_ts_ns: the day's valuation point (UTC ns): the pool as it stood then,
+            before anything stamped at that instant.
+        distribute: pay the day's distributions; ``False`` only reads.
+    """
+
+    TYPE: ClassVar[str] = "day_close_request"
+    date: str
+    start_ts_ns: int
+    cutoff_ts_ns: int
+    distribute: bool = True
+
+    def __post_init__(self) -> None:
+        if self.cutoff_ts_ns <= self.start_ts_ns:
+            raise ValueError(
+                f"cutoff_ts_ns {self.cutoff_ts_ns} must be after start_ts_ns {self.start_ts_ns}"
+            )
+
+
+class MemberFlow(msgspec.Struct, frozen=True, kw_only=True):
+    """One contribution, withdrawal or distribution of a member (amounts > 0)."""
+
+    flow_id: str
+    kind: FlowKind
+    amount_usd: Decimal
+    units: Decimal
+    nav_per_unit: Decimal
+    ts_ns: int
+
+
+class MemberDay(msgspec.Struct, frozen=True, kw_only=True):
+    """A member at a day's cut-off.
+
+    Fields:
+        units, equity_usd: held at the cut-off (equity = units × NAV per unit, rounded
+            down to cents).
+        flows: their flows in the day, oldest first.
+        distribution_usd: their share of the day's realized profit paid out for this
+            day (0 when they reinvest or the day made no profit); ``distribution_queued``
+            when it waits in the withdrawal queue for free cash.
+    """
+
+    member: str
+    reinvest: bool
+    units: Decimal
+    equity_usd: Decimal
+    flows: tuple[MemberFlow, ...]
+    distribution_usd: Decimal
+    distribution_queued: bool = False
+
+
+class DayClose(Payload, frozen=True, kw_only=True):
+    """Reply to ``capital_pool.close_day``: the pool at the cut-off.
+
+    Fields:
+        valuation: ``live`` (nothing journaled since the cut-off: the ledger marked at
+            the latest prices) or ``last_entry`` (closed late: the figures stored with
+            the last journal entry before the cut-off).
+        nav_usd, nav_per_unit, units, cash_usd, allocated_usd, unrealized_pnl_usd: the
+            pool at the cut-off (NAV per unit to 8 decimals).
+        realized_pnl_usd: trades closed in the day, net of their fees; ``fees_usd``
+            those fees.
+        first_entry_ts_ns: when the pool's journal starts (``None``: empty).
+    """
+
+    TYPE: ClassVar[str] = "day_close"
+    date: str
+    cutoff_ts_ns: int
+    valuation: Literal["live", "last_entry"]
+    nav_usd: Decimal
+    nav_per_unit: Decimal
+    units: Decimal
+    cash_usd: Decimal
+    allocated_usd: Decimal
+    unrealized_pnl_usd: Decimal
+    realized_pnl_usd: Decimal
+    fees_usd: Decimal
+    first_entry_ts_ns: int | None
+    members: tuple[MemberDay, ...]

@@ -334,9 +334,19 @@ class Ledger:
             )
 
     def withdrawal(
-        self, withdrawal_id: str, member: str, amount_usd: Decimal, ts_ns: int
+        self,
+        withdrawal_id: str,
+        member: str,
+        amount_usd: Decimal,
+        ts_ns: int,
+        kind: str = "withdrawal",
     ) -> JournalEntry:
         """Entry for paying ``amount_usd`` out to ``member`` (units burned rounded up).
+
+        Args:
+            kind: ``withdrawal`` (asked for by the member) or ``distribution`` (their
+                share of a day's realized profit, paid by the daily settlement): the
+                same redemption at NAV per unit, journaled under its own kind and ref.
 
         Raises:
             UnknownMember, InvalidAmount, InsufficientEquity, InsufficientFreeCash.
@@ -355,11 +365,18 @@ class Ledger:
             )
         return self._entry(
             ts_ns,
-            "withdrawal",
-            f"withdrawal:{withdrawal_id}",
-            f"{member} withdraws {amount_usd} USD",
+            kind,
+            f"{kind}:{withdrawal_id}",
+            f"{member} {kind}: {amount_usd} USD",
             [Line(CASH, -amount_usd), Line(member_account(member), amount_usd, -units)],
         )
+
+    def distribution(
+        self, distribution_id: str, member: str, amount_usd: Decimal, ts_ns: int
+    ) -> JournalEntry:
+        """Entry paying ``member`` their share of a day's realized profit: a redemption
+        of units at NAV per unit, like :meth:`withdrawal` (same errors)."""
+        return self.withdrawal(distribution_id, member, amount_usd, ts_ns, "distribution")
 
     def size_allocation(
         self,
@@ -467,8 +484,14 @@ class Ledger:
         )
         return replace(alloc, position=position)
 
-    def settlement(self, closed: TradeClosed) -> JournalEntry | None:
+    def settlement(self, closed: TradeClosed, ts_ns: int | None = None) -> JournalEntry | None:
         """Entry settling a closed trade, or ``None`` if it was applied already.
+
+        Args:
+            ts_ns: when it is booked (the node clock as the result is applied; default
+                the trade's close). Every entry is stamped by its booking, so the
+                journal's time order is its ``seq`` order and a result that arrives
+                after its day closed counts in the day it was booked.
 
         Lines: cash +(allocation + gross − fees), allocated −allocation,
         realized PnL −gross, fees +fees.
@@ -499,7 +522,7 @@ class Ledger:
         gross = closed.gross_pnl_usd
         returned = alloc.amount_usd + gross - closed.fees_usd
         return self._entry(
-            closed.closed_ts_ns,
+            closed.closed_ts_ns if ts_ns is None else ts_ns,
             "settlement",
             ref,
             f"{closed.side} {closed.symbol} {closed.exit_reason}: {closed.realized_pnl_usd} USD",

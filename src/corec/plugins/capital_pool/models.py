@@ -49,13 +49,13 @@ journal_lines = Table(
 )
 
 
-def _flow_table(name: str, id_column: str) -> Table:
-    """A contribution or withdrawal record: amount, units issued or burned (always
-    positive), the NAV per unit it was priced at, and its journal entry."""
+def _flow_table(name: str, id_column: str, id_length: int = 64) -> Table:
+    """A contribution, withdrawal or distribution record: amount, units issued or
+    burned (always positive), the NAV per unit it was priced at, and its journal entry."""
     return Table(
         name,
         metadata,
-        Column(id_column, String(64), primary_key=True),
+        Column(id_column, String(id_length), primary_key=True),
         Column("member", String(64), ForeignKey("members.name"), nullable=False),
         Column("amount_usd", DecimalColumn(), nullable=False),
         Column("units", DecimalColumn(), nullable=False),
@@ -67,15 +67,19 @@ def _flow_table(name: str, id_column: str) -> Table:
 
 contributions = _flow_table("contributions", "contribution_id")
 withdrawals = _flow_table("withdrawals", "withdrawal_id")
+distributions = _flow_table("distributions", "distribution_id", 96)
+"""Realized profit paid to members who do not reinvest; id ``<date>:<member>``."""
 
 withdrawal_queue = Table(
     "withdrawal_queue",
     metadata,
     Column("position", Integer, primary_key=True, autoincrement=True),  # first in, first out
-    Column("withdrawal_id", String(64), nullable=False, unique=True),
+    Column("withdrawal_id", String(96), nullable=False, unique=True),
     Column("member", String(64), ForeignKey("members.name"), nullable=False),
     Column("amount_usd", DecimalColumn(), nullable=False),
     Column("status", String(16), nullable=False, index=True),  # queued, paid, cancelled
+    # withdrawal, or distribution (a daily settlement's payout waiting for cash)
+    Column("kind", String(16), nullable=False, server_default="withdrawal"),
     Column("queued_ts_ns", BigInteger, nullable=False),
     Column("settled_ts_ns", BigInteger, nullable=True),
     Column("paid_usd", DecimalColumn(), nullable=True),
@@ -130,4 +134,20 @@ marks = Table(
     Column("symbol", String(64), primary_key=True),
     Column("price", DecimalColumn(), nullable=False),
     Column("ts_ns", BigInteger, nullable=False),
+)
+
+day_closes = Table(
+    "day_closes",
+    metadata,
+    # the pool valued live at a day's cut-off (capital_pool.close_day), so a later
+    # statement or close of that moment reads the same figures
+    Column("cutoff_ts_ns", BigInteger, primary_key=True, autoincrement=False),
+    Column("date", String(10), nullable=False),
+    Column("taken_ts_ns", BigInteger, nullable=False),
+    Column("nav_usd", DecimalColumn(), nullable=False),
+    Column("nav_per_unit", DecimalColumn(), nullable=False),
+    Column("units", DecimalColumn(), nullable=False),
+    Column("cash_usd", DecimalColumn(), nullable=False),
+    Column("allocated_usd", DecimalColumn(), nullable=False),
+    Column("unrealized_pnl_usd", DecimalColumn(), nullable=False),
 )

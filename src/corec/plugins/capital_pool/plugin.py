@@ -14,8 +14,10 @@ from corec.core.plugin import Plugin, PluginContext, PluginHealth
 from corec.core.store import Store
 from corec.messages.capital_data import (
     ALLOCATE,
+    CLOSE_DAY,
     OPEN_ALLOCATIONS,
     AllocationRequest,
+    DayCloseRequest,
     OpenAllocation,
     OpenAllocations,
     OpenAllocationsRequest,
@@ -25,6 +27,7 @@ from corec.messages.market_data import ConsolidatedQuote, MarketSnapshot
 from corec.messages.trading_results import PositionOpened, TradeClosed
 from corec.plugins.capital_pool import repository as repo
 from corec.plugins.capital_pool.config import CapitalPoolConfig
+from corec.plugins.capital_pool.day_close import close_day
 from corec.plugins.capital_pool.ledger import Ledger, PoolFigures
 from corec.plugins.capital_pool.service import (
     PoolService,
@@ -60,7 +63,7 @@ class CapitalPoolPlugin(Plugin):
     Config = CapitalPoolConfig
     consumes = (channels.MARKET_DATA, channels.TRADING_RESULTS, channels.MACRO_DATA)
     publishes = (channels.CAPITAL_DATA, channels.ALERTS)
-    serves = (ALLOCATE, OPEN_ALLOCATIONS)
+    serves = (ALLOCATE, OPEN_ALLOCATIONS, CLOSE_DAY)
     migrations = Path(__file__).parent / "migrations"
     status_key = "pool"
 
@@ -84,6 +87,7 @@ class CapitalPoolPlugin(Plugin):
         ctx.subscribe(channels.MACRO_DATA, self._on_macro)
         ctx.serve(ALLOCATE, self._allocate)
         ctx.serve(OPEN_ALLOCATIONS, self._open_allocations)
+        ctx.serve(CLOSE_DAY, self._close_day)
         ctx.spawn("save_marks", self._save_marks_periodically)
         if not ctx.clock.is_simulated:  # a replay expires allocations at each grant
             ctx.spawn("expire_allocations", self._expire_periodically)
@@ -127,6 +131,13 @@ class CapitalPoolPlugin(Plugin):
                 f"{ALLOCATE} expects an AllocationRequest, got {type(payload).__name__}"
             )
         return await self.service.allocate(payload)
+
+    async def _close_day(self, payload: Payload) -> Payload:
+        if not isinstance(payload, DayCloseRequest):
+            raise InvalidEvent(
+                f"{CLOSE_DAY} expects a DayCloseRequest, got {type(payload).__name__}"
+            )
+        return await close_day(self.service, payload)
 
     async def _open_allocations(self, payload: Payload) -> Payload:
         if not isinstance(payload, OpenAllocationsRequest):

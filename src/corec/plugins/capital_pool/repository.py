@@ -221,9 +221,14 @@ async def queued_withdrawals(store: Store) -> list[dict[str, object]]:
 
 
 async def add_to_queue(
-    store: Store, withdrawal_id: str, member: str, amount_usd: Decimal, ts_ns: int
+    store: Store,
+    withdrawal_id: str,
+    member: str,
+    amount_usd: Decimal,
+    ts_ns: int,
+    kind: str = "withdrawal",
 ) -> None:
-    """Queue a withdrawal (one transaction).
+    """Queue a withdrawal or a distribution (``kind``), in one transaction.
 
     Raises:
         ConcurrencyConflict: the id was queued meanwhile (by another process).
@@ -234,6 +239,7 @@ async def add_to_queue(
         "amount_usd": amount_usd,
         "status": "queued",
         "queued_ts_ns": ts_ns,
+        "kind": kind,
     }
     try:
         await store.write(lambda conn: conn.execute(insert(m.withdrawal_queue), row))

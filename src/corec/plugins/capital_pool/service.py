@@ -33,6 +33,7 @@ from corec.messages.capital_data import (
     AllocationReleased,
     AllocationRequest,
     ContributionRecorded,
+    DistributionRecorded,
     PhaseChanged,
     PoolState,
     WithdrawalCancelled,
@@ -86,7 +87,7 @@ class _FlowKind:
     name: str
     table: Any
     id_column: str
-    record: type[ContributionRecorded] | type[WithdrawalRecorded]
+    record: type[ContributionRecorded] | type[WithdrawalRecorded] | type[DistributionRecorded]
     journal: Callable[[Ledger, str, str, Decimal, int], JournalEntry]
 
 
@@ -96,6 +97,15 @@ _CONTRIBUTION = _FlowKind(
 _WITHDRAWAL = _FlowKind(
     "withdrawal", m.withdrawals, "withdrawal_id", WithdrawalRecorded, Ledger.withdrawal
 )
+_DISTRIBUTION = _FlowKind(
+    "distribution",
+    m.distributions,
+    "distribution_id",
+    DistributionRecorded,
+    Ledger.distribution,
+)
+_REDEMPTIONS = {k.name: k for k in (_WITHDRAWAL, _DISTRIBUTION)}
+"""What the withdrawal queue can hold, by its ``kind`` column."""
 
 
 def rules_from_config(config: CapitalPoolConfig) -> Rules:
@@ -159,6 +169,12 @@ class PoolService:
         self._announced_macro: MacroState = "normal"
         self.results_applied = 0
         self.results_ignored = 0
+
+    @property
+    def write_lock(self) -> asyncio.Lock:
+        """Held while a command validates, applies and stores its entry: hold it to read
+        memory and store as one consistent state (never while calling a command)."""
+        return self._lock
 
     async def open(self) -> None:
         """Load the ledger from the store."""
@@ -319,22 +335,36 @@ class PoolService:
             withdrawals counted), ConflictingReplay, WithdrawalCancelled (the id was
             cancelled): refused, nothing written.
         """
-        fid = withdrawal_id or new_id()
+        return await self._redeem(_WITHDRAWAL, member, amount_usd, withdrawal_id or new_id())
+
+    async def distribute(
+        self, distribution_id: str, member: str, amount_usd: Decimal
+    ) -> DistributionRecorded | WithdrawalQueued:
+        """Pay ``member`` a share of realized profit (units redeemed at NAV per unit),
+        from free cash or, when it is short, through the withdrawal queue (first in,
+        first out, like a withdrawal). Once per id: a repeat returns the first record.
+
+        Raises:
+            the errors of :meth:`withdraw`.
+        """
+        return await self._redeem(_DISTRIBUTION, member, amount_usd, distribution_id)
+
+    async def _redeem(self, kind: _FlowKind, member: str, amount_usd: Decimal, fid: str) -> Any:
         queued = await repo.queued_withdrawal(self.store, fid)
         if queued is not None:
             return await self._queue_replay(queued, member, amount_usd)
-        if f"withdrawal:{fid}" in self.ledger.refs:
-            return await self._replayed_flow(_WITHDRAWAL, fid, member, amount_usd)
+        if f"{kind.name}:{fid}" in self.ledger.refs:
+            return await self._replayed_flow(kind, fid, member, amount_usd)
         waiting = await repo.queued_withdrawals(self.store)
         if not waiting:
             try:
-                return await self._flow(_WITHDRAWAL, member, amount_usd, fid)
+                return await self._flow(kind, member, amount_usd, fid)
             except InsufficientFreeCash:
                 pass  # queued below
         mine = sum((w["amount_usd"] for w in waiting if w["member"] == member), Decimal(0))
         self.ledger.check_withdrawable(fid, member, amount_usd, mine)  # type: ignore[arg-type]
         ts_ns = self.clock.now_ns()
-        await repo.add_to_queue(self.store, fid, member, amount_usd, ts_ns)
+        await repo.add_to_queue(self.store, fid, member, amount_usd, ts_ns, kind.name)
         ahead = sum((w["amount_usd"] for w in waiting), Decimal(0))
         record = WithdrawalQueued(
             withdrawal_id=fid,
@@ -342,15 +372,21 @@ class PoolService:
             amount_usd=amount_usd,
             ahead_usd=ahead,  # type: ignore[arg-type]
             queued_ts_ns=ts_ns,
+            kind=kind.name,  # type: ignore[arg-type]
         )
         await self._publish(channels.CAPITAL_DATA, record, fid)
         log.info(
-            "withdrawal_queued", member=member, amount_usd=str(amount_usd), ahead_usd=str(ahead)
+            "withdrawal_queued",
+            kind=kind.name,
+            member=member,
+            amount_usd=str(amount_usd),
+            ahead_usd=str(ahead),
         )
         if amount_usd >= self.config.queue_alert_usd:
+            asked = "asked for" if kind is _WITHDRAWAL else "is owed a distribution of"
             await self._alert(
                 "withdrawal_queued",
-                f"{member} asked for {amount_usd} USD; free cash is out in trades, queued "
+                f"{member} {asked} {amount_usd} USD; free cash is out in trades, queued "
                 f"behind {ahead} USD and paid as allocations are released",
                 "medium",
                 {"member": member},
@@ -430,7 +466,7 @@ class PoolService:
             if amount > money.pay(self.ledger.cash_usd, money.CENT):
                 break  # the head waits for more cash; nobody overtakes it
             await self._flow(
-                _WITHDRAWAL,
+                _REDEMPTIONS[str(row["kind"])],
                 member,
                 amount,
                 fid,
@@ -456,7 +492,7 @@ class PoolService:
         if row["status"] == "cancelled":
             raise WithdrawalWasCancelled(f"withdrawal {fid} was cancelled ({row['reason']})")
         if row["status"] == "paid":
-            return await self._stored_flow(_WITHDRAWAL, fid)
+            return await self._stored_flow(_REDEMPTIONS[str(row["kind"])], fid)
         waiting = await repo.queued_withdrawals(self.store)
         ahead = sum(
             (w["amount_usd"] for w in waiting if w["position"] < row["position"]), Decimal(0)
@@ -467,6 +503,7 @@ class PoolService:
             amount_usd=amount_usd,
             ahead_usd=ahead,  # type: ignore[arg-type]
             queued_ts_ns=row["queued_ts_ns"],
+            kind=row["kind"],
         )
 
     async def _flow(
@@ -689,9 +726,10 @@ class PoolService:
         """
         await self._know_allocation(closed.allocation_id, f"trade:{closed.trade_id}")
         alloc = self.ledger.allocations.get(closed.allocation_id)
+        booked_ts_ns = self.clock.now_ns()  # booked now, in journal order (the close is kept)
 
         def build(ledger: Ledger) -> JournalEntry | None:
-            return ledger.settlement(closed)
+            return ledger.settlement(closed, booked_ts_ns)
 
         def on_applied(_entry: JournalEntry) -> None:
             self.ledger.release_allocation(closed.allocation_id)
