@@ -72,6 +72,7 @@ async def read_tables(stores: dict[str, Any]) -> dict[str, Any]:
     out["entries"] = await pool.read(lambda c: rows(c, select(pool_models.journal_entries)))
     out["lines"] = await pool.read(lambda c: rows(c, select(pool_models.journal_lines)))
     out["contributions"] = await pool.read(lambda c: rows(c, select(pool_models.contributions)))
+    out["distributions"] = await pool.read(lambda c: rows(c, select(pool_models.distributions)))
     states = select(pool_models.pool_state).order_by(pool_models.pool_state.c.seq)
     out["pool_state"] = await pool.read(lambda c: rows(c, states))
     out["tickers"] = await count_rows(stores["exchange_sync"], sync_models.tickers)
@@ -136,24 +137,28 @@ async def test_demo_slice_end_to_end(tmp_path: Path, recording: Path) -> None:
         )
     assert set(per_entry.values()) == {Decimal(0)}
 
-    # NAV = opening capital + realized + unrealized of the open position; cash + allocated
+    # carol does not reinvest: the only flows after the opening are her distributions
+    distributions = tables["distributions"]
+    assert {d["member"] for d in distributions} <= {"carol"}
+    paid = sum((d["amount_usd"] for d in distributions), Decimal(0))
+    burned = sum((d["units"] for d in distributions), Decimal(0))
+
+    # NAV = opening capital + realized - distributions + unrealized of the open position
     figures = ledger.figures()
-    assert figures.nav_usd == Decimal(10000) + realized + figures.unrealized_pnl_usd
-    assert figures.cash_usd + figures.allocated_usd == Decimal(10000) + realized
+    assert figures.nav_usd == Decimal(10000) + realized - paid + figures.unrealized_pnl_usd
+    assert figures.cash_usd + figures.allocated_usd == Decimal(10000) + realized - paid
     assert len(tables["positions"]) == len([a for a in ledger.allocations.values() if a.position])
 
-    # members own the NAV in proportion to their units (no flow after the opening)
+    # members own the NAV in proportion to their units
+    units = {"alice": Decimal(5000), "bob": Decimal(3000), "carol": Decimal(2000) - burned}
     members = {m["member"]: m for m in after["pool"]["members"]}
-    assert {k: v["units"] for k, v in members.items()} == {
-        "alice": Decimal(5000),
-        "bob": Decimal(3000),
-        "carol": Decimal(2000),
-    }
-    for name, units in (("alice", 5000), ("bob", 3000), ("carol", 2000)):
-        exact = figures.nav_usd * units / 10000
+    assert {k: v["units"] for k, v in members.items()} == units
+    total_units = sum(units.values(), Decimal(0))
+    for name, held in units.items():
+        exact = money.equity_usd(held, figures.nav_usd, total_units)
         assert members[name]["equity_usd"] == money.pay(exact, money.CENT)
     assert after["pool"]["nav_usd"] == figures.nav_usd.quantize(money.CENT)
-    assert after["pool"]["nav_per_unit"] == (figures.nav_usd / 10000).quantize(
+    assert after["pool"]["nav_per_unit"] == money.divide(figures.nav_usd, total_units).quantize(
         money.NAV_PER_UNIT_QUANTUM
     )
 
@@ -161,7 +166,7 @@ async def test_demo_slice_end_to_end(tmp_path: Path, recording: Path) -> None:
     last = tables["pool_state"][-1]
     assert last["seq"] == seqs[-1]
     assert last["cash_usd"] == figures.cash_usd
-    assert last["units"] == Decimal(10000)
+    assert last["units"] == total_units
 
     # alerts: what the manager stored is what status counts; nothing dead-lettered
     assert after["alerts"]["total"] == tables["alerts"] > 0
@@ -192,7 +197,8 @@ async def test_second_run_without_fresh_start_resumes_and_writes_nothing_twice(
     assert health["plugins"]["exchange_sync"]["resumed_rows"] == SLICE_ROWS
     assert second["tables"]["tickers"] == SLICE_ROWS
     assert len(second["tables"]["contributions"]) == 3
-    assert second["pool"]["units"] == first["pool"]["units"] == Decimal(10000)
+    assert second["pool"]["units"] == first["pool"]["units"]  # no distribution paid twice
+    assert second["tables"]["distributions"] == first["tables"]["distributions"]
     assert second["trading"]["trades"] == first["trading"]["trades"]
     assert [e["ref"] for e in second["tables"]["entries"]] == [
         e["ref"] for e in first["tables"]["entries"]

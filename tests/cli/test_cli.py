@@ -325,9 +325,10 @@ def test_db_upgrade_creates_every_database(tmp_path: Path) -> None:
     heads = {
         "exchange_sync": "0002",
         "trading_execution": "0001",
-        "capital_pool": "0003",
+        "capital_pool": "0004",
         "alert_manager": "0001",
         "macro_sync": "0001",
+        "daily_settlement": "0001",
     }
     for name, head in heads.items():
         assert f"{name}: sqlite at revision {head}" in result.stdout

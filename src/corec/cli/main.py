@@ -1,11 +1,11 @@
 """The ``corec`` command: ``run``, ``status``, ``exchanges``, ``prices``, ``pool``,
-``members``, ``alerts``, ``db``."""
+``members``, ``settlement``, ``alerts``, ``db``."""
 
 from __future__ import annotations
 
 import typer
 
-from corec.cli import alerts, db, members, pool
+from corec.cli import alerts, db, members, pool, settlement
 from corec.cli.market import exchanges, prices
 from corec.cli.run import run
 from corec.cli.status import status
@@ -23,6 +23,7 @@ app.command()(exchanges)
 app.command()(prices)
 app.add_typer(pool.app, name="pool")
 app.add_typer(members.app, name="members")
+app.add_typer(settlement.app, name="settlement")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(db.app, name="db")
 

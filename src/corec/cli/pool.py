@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import sys
 from collections.abc import Awaitable, Callable
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,12 +23,13 @@ from corec.cli.common import (
     run_async,
     with_stores,
 )
-from corec.core.clock import SystemClock
+from corec.core.clock import SystemClock, format_ts
 from corec.core.money import parse_decimal
 from corec.messages.capital_data import WithdrawalQueued
 from corec.plugins.capital_pool.config import CapitalPoolConfig
 from corec.plugins.capital_pool.plugin import CapitalPoolPlugin
 from corec.plugins.capital_pool.service import PoolService
+from corec.plugins.capital_pool.statement import Statement, build_statement
 
 app = typer.Typer(
     help="The shared pool: contributions, withdrawals, NAV and members.", no_args_is_help=True
@@ -165,5 +169,151 @@ def show(
         f"cash {fmt_usd(report['cash_usd'])} USD · allocated {fmt_usd(report['allocated_usd'])} USD · "
         f"unrealized {fmt_usd(report['unrealized_pnl_usd'])} USD · phase {report['phase']} "
         f"(risk per trade {report['risk_per_trade']})",
+        highlight=False,
+    )
+
+
+def parse_date(text: str | None, option: str) -> date | None:
+    """``YYYY-MM-DD`` → date (exit 2 with the option's name when malformed)."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        fail(f"{option}: expected a date as YYYY-MM-DD, got {text!r}")
+
+
+def statement_rows(s: Statement) -> list[dict[str, Any]]:
+    """The statement as rows: opening, one per flow, closing (for CSV and JSON)."""
+    rows = [
+        {
+            "ts": format_ts(s.opening.ts_ns),
+            "kind": "opening",
+            "id": "",
+            "amount_usd": "",
+            "units": "",
+            "nav_per_unit": s.opening.nav_per_unit,
+            "units_after": s.opening.units,
+            "equity_usd": s.opening.equity_usd,
+        }
+    ]
+    for line in s.lines:
+        f = line.flow
+        rows.append(
+            {
+                "ts": format_ts(f.ts_ns),
+                "kind": f.kind,
+                "id": f.flow_id,
+                "amount_usd": f.amount_usd if f.kind == "contribution" else -f.amount_usd,
+                "units": f.units if f.kind == "contribution" else -f.units,
+                "nav_per_unit": f.nav_per_unit,
+                "units_after": line.units_after,
+                "equity_usd": "",
+            }
+        )
+    rows.append(
+        {
+            "ts": format_ts(s.closing.ts_ns),
+            "kind": "closing",
+            "id": "",
+            "amount_usd": "",
+            "units": "",
+            "nav_per_unit": s.closing.nav_per_unit,
+            "units_after": s.closing.units,
+            "equity_usd": s.closing.equity_usd,
+        }
+    )
+    return rows
+
+
+def _pct(value: Decimal | None) -> str:
+    return "n/a" if value is None else f"{value * 100:+.2f}%"
+
+
+@app.command()
+def statement(
+    member: str = typer.Argument(..., help="The member."),
+    from_date: str | None = typer.Option(
+        None, "--from", help="First day (YYYY-MM-DD, UTC); default their first flow's day."
+    ),
+    to_date: str | None = typer.Option(
+        None, "--to", help="Last day, inclusive (YYYY-MM-DD, UTC); default today."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print the lines as CSV."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """A member's flows, units, NAV per unit, equity and returns over a period: opening
+    and closing position, every contribution, withdrawal and distribution with the units
+    it moved, the period's PnL, the time-weighted return (NAV per unit) and the
+    money-weighted return (XIRR of the member's own flows, annual)."""
+    if as_json and as_csv:
+        fail("--json and --csv: choose one")
+    start, end = parse_date(from_date, "--from"), parse_date(to_date, "--to")
+
+    async def build(service: PoolService) -> Statement:
+        now_ns = service.clock.now_ns()
+        return await service.store.read(
+            lambda conn: build_statement(conn, service.ledger, member, start, end, now_ns)
+        )
+
+    s = with_pool_service(config, build)
+    summary = {
+        "member": s.member,
+        "from": s.from_date.isoformat(),
+        "to": s.to_date.isoformat(),
+        "opening_equity_usd": s.opening.equity_usd,
+        "closing_equity_usd": s.closing.equity_usd,
+        "opening_units": s.opening.units,
+        "closing_units": s.closing.units,
+        "opening_nav_per_unit": s.opening.nav_per_unit,
+        "closing_nav_per_unit": s.closing.nav_per_unit,
+        "contributions_usd": s.contributions_usd,
+        "withdrawals_usd": s.withdrawals_usd,
+        "distributions_usd": s.distributions_usd,
+        "net_flow_usd": s.net_flow_usd,
+        "pnl_usd": s.pnl_usd,
+        "time_weighted_return": s.time_weighted_return,
+        "money_weighted_return": s.money_weighted_return,
+        "valuation": s.closing.valuation,
+    }
+    rows = statement_rows(s)
+    if as_json:
+        print_json({**summary, "lines": rows})
+        return
+    if as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    table = Table(
+        title=f"Statement of {s.member}, {s.from_date} to {s.to_date} (UTC)", title_justify="left"
+    )
+    for column in (
+        "when (UTC)",
+        "what",
+        "USD",
+        "units",
+        "NAV per unit",
+        "units after",
+        "equity USD",
+    ):
+        table.add_column(column, justify="left" if column in ("when (UTC)", "what") else "right")
+    for r in rows:
+        table.add_row(
+            str(r["ts"]),
+            f"{r['kind']} {r['id']}".strip(),
+            fmt_usd(r["amount_usd"]) if r["amount_usd"] != "" else "",
+            str(r["units"]),
+            str(r["nav_per_unit"]),
+            str(r["units_after"]),
+            fmt_usd(r["equity_usd"]) if r["equity_usd"] != "" else "",
+        )
+    console.print(table)
+    console.print(
+        f"in {fmt_usd(s.contributions_usd)} USD · out {fmt_usd(s.withdrawals_usd)} USD · "
+        f"distributed {fmt_usd(s.distributions_usd)} USD · PnL {fmt_usd(s.pnl_usd)} USD · "
+        f"time-weighted {_pct(s.time_weighted_return)} · money-weighted "
+        f"{_pct(s.money_weighted_return)} a year",
         highlight=False,
     )

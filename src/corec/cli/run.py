@@ -187,6 +187,7 @@ def build_summary(
             },
         },
         "members": pool_after.get("members", []),
+        "settlement": after.get("settlement"),
         "alerts": after.get("alerts", {}),
         "dead_letters": sum(health["bus"]["dead_letters"].values()),
         "failed_plugins": sorted(name for name, p in plugins.items() if p.get("state") == "failed"),
@@ -247,6 +248,14 @@ def print_summary(s: dict[str, Any]) -> None:
         table.add_row(
             f"  {member['member']}",
             f"{member['units']} units, equity {fmt_usd(member['equity_usd'])} USD",
+        )
+    if settled := s.get("settlement"):
+        worst = settled["worst_day"]
+        table.add_row(
+            "settlement",
+            f"{settled['days']} day(s) settled, {settled['first_date']} to {settled['last_date']}; "
+            f"worst day {worst['date']} ({worst['day_return'] * 100:+.2f}%); distributions "
+            f"{fmt_usd(settled['distributions_usd'])} USD",
         )
     if alerts:
         counts = ", ".join(f"{sev} {n}" for sev, n in alerts["by_severity"].items())

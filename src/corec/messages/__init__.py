@@ -12,6 +12,7 @@ from corec.messages import (
     exchange_data,
     macro_data,
     market_data,
+    settlement_data,
     system,
     trading_results,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "exchange_data",
     "macro_data",
     "market_data",
+    "settlement_data",
     "system",
     "trading_results",
 ]

@@ -1,0 +1,1 @@
+"""daily_settlement: the pool's daily NAV, returns and distributions."""
