@@ -21,6 +21,7 @@ from corec.core.errors import ConfigError
 PLUGINS = [
     "alert_manager",
     "capital_pool",
+    "daily_settlement",
     "exchange_sync",
     "macro_sync",
     "market_monitor",
@@ -176,7 +177,7 @@ def test_unknown_field_and_section(load: Load) -> None:
     assert "line 3: capital_pool.colour: unknown field" in problems
     assert section == (
         "line 4: exchange_synk: unknown section; expected one of alert_manager, bus, "
-        "capital_pool, exchange_sync, macro_sync, market_monitor, node, trading_execution"
+        "capital_pool, daily_settlement, exchange_sync, macro_sync, market_monitor, node, trading_execution"
     )
 
 
@@ -255,7 +256,7 @@ def test_unknown_plugin_in_node_plugins(load: Load) -> None:
     problems = problems_of(load, "node:\n  instance_id: a\n  plugins: [capital_pool, telepathy]\n")
     assert problems == [
         "line 3: node.plugins: unknown plugin(s) telepathy; installed: alert_manager, "
-        "capital_pool, exchange_sync, macro_sync, market_monitor, trading_execution"
+        "capital_pool, daily_settlement, exchange_sync, macro_sync, market_monitor, trading_execution"
     ]
 
 

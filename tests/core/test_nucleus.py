@@ -163,6 +163,7 @@ def test_start_order_of_the_installed_plugins(plugin_classes: dict[str, Any]) ->
     assert start_order(plugin_classes) == [
         "alert_manager",
         "capital_pool",
+        "daily_settlement",  # after capital_pool, whose close_day it requests
         "macro_sync",  # before exchange_sync: a replay's exchange_data is its clock
         "trading_execution",
         "market_monitor",
@@ -554,11 +555,12 @@ async def test_without_fresh_start_files_stay(tmp_path: Path) -> None:
     await node.close()
 
 
-def test_discover_plugins_finds_the_six() -> None:
+def test_discover_plugins_finds_the_seven() -> None:
     found = discover_plugins()
     assert sorted(found) == [
         "alert_manager",
         "capital_pool",
+        "daily_settlement",
         "exchange_sync",
         "macro_sync",
         "market_monitor",

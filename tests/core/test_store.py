@@ -129,6 +129,7 @@ async def test_every_plugin_migrates_to_head_matching_its_models(
     assert sorted(migrating) == [
         "alert_manager",
         "capital_pool",
+        "daily_settlement",
         "exchange_sync",
         "macro_sync",
         "trading_execution",
