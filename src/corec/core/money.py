@@ -29,6 +29,8 @@ USD_QUANTUM = Decimal("0.00000001")
 UNITS_QUANTUM = Decimal("0.00000001")
 QUANTITY_QUANTUM = Decimal("0.00000001")
 NAV_PER_UNIT_QUANTUM = Decimal("0.00000001")
+PRICE_QUANTUM = Decimal("0.00000001")
+"""Simulated fill prices (a slipped paper fill) are rounded to this, against us."""
 INITIAL_NAV_PER_UNIT = Decimal("1")
 
 _CTX = Context(prec=50)
@@ -42,6 +44,15 @@ def divide(numerator: Decimal, denominator: Decimal) -> Decimal:
 def multiply(a: Decimal, b: Decimal) -> Decimal:
     """``a × b`` in the 50-digit context."""
     return _CTX.multiply(a, b)
+
+
+def add(*values: Decimal) -> Decimal:
+    """The exact sum of ``values`` in the 50-digit context (the default context keeps
+    28 digits: a large NAV with 16-decimal PnL would round)."""
+    total = Decimal(0)
+    for value in values:
+        total = _CTX.add(total, value)
+    return total
 
 
 def pay(amount: Decimal, quantum: Decimal = USD_QUANTUM) -> Decimal:

@@ -1,7 +1,9 @@
 """The paper broker: fills market orders at the current price plus a taker fee.
 
 A buy fills at the ask (or the last price when the source has no book), a sell at the
-bid (or last), moved against us by ``slippage_bps``. The fee is
+bid (or last), moved against us by ``slippage_bps`` and rounded against us to 8
+decimals (a real fill is on the market's tick; an unrounded slipped price times an
+8-decimal quantity would not fit the ledger's 18 stored decimals). The fee is
 ``quantity × price × taker_fee_rate``, rounded up (charged) to 8 decimals. Default
 taker fee: 0.05 % (5 bps), a typical VIP-0 perpetual taker fee on the five exchanges.
 """
@@ -56,9 +58,13 @@ class PaperBroker:
         """The price a market ``side`` order fills at now."""
         if side == "buy":
             base = snapshot.ask if snapshot.ask is not None else snapshot.price
-            return base * (1 + self.slippage_bps / BPS) if self.slippage_bps else base
+            if not self.slippage_bps:
+                return base
+            return money.charge(base * (1 + self.slippage_bps / BPS), money.PRICE_QUANTUM)
         base = snapshot.bid if snapshot.bid is not None else snapshot.price
-        return base * (1 - self.slippage_bps / BPS) if self.slippage_bps else base
+        if not self.slippage_bps:
+            return base
+        return money.pay(base * (1 - self.slippage_bps / BPS), money.PRICE_QUANTUM)
 
     def fee_usd(self, quantity: Decimal, price: Decimal) -> Decimal:
         """Taker fee of a fill, rounded up to 8 decimals."""

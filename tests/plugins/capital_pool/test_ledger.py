@@ -655,3 +655,17 @@ def test_entries_apply_in_sequence_only() -> None:
     with pytest.raises(ValueError, match="expected 2"):
         ledger.apply(second)
     assert ledger.cash_usd == D(100)
+
+
+def test_a_result_beyond_the_stored_decimals_is_refused() -> None:
+    """Gross PnL with more than 18 decimals could not be stored exactly (NUMERIC(38, 18)
+    would round it on PostgreSQL and memory would drift from the journal): refused."""
+    ledger = make_ledger("alice")
+    contribute(ledger, "alice", "1000", "c1")
+    alloc = make_allocation("a1", "500")
+    grant(ledger, alloc)
+    # an unrounded slipped price (12 decimals) times an 8-decimal quantity: 20 decimals
+    closed = closed_for(alloc, "t1", "0.12345678", "1000", "1000.000123456789")
+    with pytest.raises(InvalidEvent, match="more than 18 decimals"):
+        ledger.settlement(closed)
+    assert ledger.seq == 2 and "trade:t1" not in ledger.refs

@@ -747,3 +747,24 @@ async def test_a_phase_crossed_by_the_market_alone_is_announced(store: Store) ->
     assert [a[0] for a in recorder.alerts].count("pool_phase_changed") == 2
     await svc.announce_phase()  # announced once, not on every look
     assert len(recorder.of(PhaseChanged)) == 2
+
+
+async def test_a_loss_beyond_its_allocation_raises_a_critical_alert(store: Store) -> None:
+    """A short that loses more than its allocation drives free cash below zero: booked as
+    it happened (the money is gone), and a critical alert says so."""
+    recorder = Recorder()
+    svc = await open_service(store, recorder=recorder)
+    granted = await svc.allocate(request("8", side="short"))  # NAV 2,000 × 2 % ÷ 8 % = 500
+    assert isinstance(granted, AllocationGranted) and granted.amount_usd == D(500)
+    alloc = make_allocation(granted.allocation_id, granted.amount_usd, side="short")
+    await svc.on_position_opened(opened_for(alloc, "t1", "0.02", "20000", "0"))
+    await svc.withdraw("alice", D(750), "w-alice")
+    await svc.withdraw("bob", D(750), "w-bob")  # free cash: 2,000 - 500 - 1,500 = 0
+    assert svc.ledger.cash_usd == 0
+    # the price doubles: (20,000 - 50,000) × 0.02 = -600 gross, 1 fee; 500 comes back less 601
+    await svc.on_trade_closed(closed_for(alloc, "t1", "0.02", "20000", "50000", "1"))
+    assert svc.ledger.cash_usd == D(-101)
+    [(_, message, severity, labels)] = [a for a in recorder.alerts if a[0] == "pool_cash_negative"]
+    assert severity == "critical" and labels == {"trade_id": "t1"}
+    assert "lost 601.00 USD, more than its allocation of 500.00 USD" in message
+    assert "free cash is -101.00 USD" in message

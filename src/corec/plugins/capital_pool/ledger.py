@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from decimal import Context, Decimal
 
 from corec.core import money
 from corec.core.errors import InvalidEvent
@@ -44,6 +44,7 @@ REALIZED_PNL = "income:realized_pnl"
 FEES = "expense:fees"
 MEMBER_PREFIX = "equity:member:"
 ZERO = Decimal(0)
+_EXACT = Context(prec=60)
 MAX_AMOUNT_USD = Decimal(10) ** 15
 """Largest contribution or withdrawal accepted (well inside NUMERIC(38, 18))."""
 
@@ -84,7 +85,7 @@ class JournalEntry:
     def __post_init__(self) -> None:
         if len(self.lines) < 2:
             raise ValueError(f"journal entry {self.ref}: needs at least two lines")
-        total = sum((line.amount_usd for line in self.lines), ZERO)
+        total = money.add(*(line.amount_usd for line in self.lines))
         if total != 0:
             raise ValueError(f"journal entry {self.ref}: debits and credits differ by {total}")
 
@@ -104,8 +105,9 @@ class Position:
         """``(mark - entry) × qty`` (sign flipped for shorts) minus the entry fee
         already paid; at the entry price when no mark is known."""
         price = self.entry_price if mark is None else mark
-        move = price - self.entry_price
-        return (move if self.side == "long" else -move) * self.quantity - self.entry_fee_usd
+        move = money.add(price, -self.entry_price)
+        gross = money.multiply(move if self.side == "long" else -move, self.quantity)
+        return money.add(gross, -self.entry_fee_usd)
 
 
 @dataclass(frozen=True)
@@ -234,15 +236,17 @@ class Ledger:
 
     def unrealized_pnl_usd(self) -> Decimal:
         """Open positions at their marks, entry fees deducted."""
-        total = ZERO
-        for alloc in self.allocations.values():
-            if alloc.position is not None:
-                total += alloc.position.unrealized_pnl_usd(self.marks.get(alloc.instrument))
-        return total
+        return money.add(
+            *(
+                alloc.position.unrealized_pnl_usd(self.marks.get(alloc.instrument))
+                for alloc in self.allocations.values()
+                if alloc.position is not None
+            )
+        )
 
     def nav_usd(self) -> Decimal:
         """cash + allocated + unrealized PnL."""
-        return self.cash_usd + self.allocated_usd + self.unrealized_pnl_usd()
+        return money.add(self.cash_usd, self.allocated_usd, self.unrealized_pnl_usd())
 
     def figures(self) -> PoolFigures:
         """Every headline figure of the pool now."""
@@ -255,7 +259,7 @@ class Ledger:
             units=units,
             cash_usd=self.cash_usd,
             allocated_usd=self.allocated_usd,
-            unrealized_pnl_usd=nav - self.cash_usd - self.allocated_usd,
+            unrealized_pnl_usd=money.add(nav, -self.cash_usd, -self.allocated_usd),
             phase=phase.name if phase else "none",
             risk_per_trade=phase.risk_per_trade if phase else ZERO,
             active_ratio=money.divide(self.allocated_usd, nav) if nav > 0 else ZERO,
@@ -494,7 +498,8 @@ class Ledger:
                 after its day closed counts in the day it was booked.
 
         Lines: cash +(allocation + gross − fees), allocated −allocation,
-        realized PnL −gross, fees +fees.
+        realized PnL −gross, fees +fees, booked exactly (8-decimal prices and
+        quantities give at most 16 decimals, inside the stored NUMERIC(38, 18)).
 
         Raises:
             InvalidEvent: the allocation is unknown, or the trade does not match it.
@@ -519,8 +524,14 @@ class Ledger:
             raise InvalidEvent(
                 f"trade {closed.trade_id}: does not match the open position {pos.trade_id}"
             )
-        gross = closed.gross_pnl_usd
-        returned = alloc.amount_usd + gross - closed.fees_usd
+        gross, fees = closed.gross_pnl_usd, closed.fees_usd
+        for name, value in (("gross PnL", gross), ("fees", fees)):
+            if value != value.quantize(money.STORED_QUANTUM, context=_EXACT):
+                raise InvalidEvent(
+                    f"trade {closed.trade_id}: {name} {value} has more than 18 decimals and "
+                    "cannot be stored exactly (prices and quantities take at most 8)"
+                )
+        returned = money.add(alloc.amount_usd, gross, -fees)
         return self._entry(
             closed.closed_ts_ns if ts_ns is None else ts_ns,
             "settlement",
@@ -530,7 +541,7 @@ class Ledger:
                 Line(CASH, returned),
                 Line(ALLOCATED, -alloc.amount_usd),
                 Line(REALIZED_PNL, -gross),
-                Line(FEES, closed.fees_usd),
+                Line(FEES, fees),
             ],
         )
 
@@ -568,10 +579,12 @@ class Ledger:
         if entry.seq != self.seq + 1:
             raise ValueError(f"entry {entry.ref} has seq {entry.seq}, expected {self.seq + 1}")
         for line in entry.lines:
-            self.balances[line.account] = self.balance(line.account) + line.amount_usd
+            self.balances[line.account] = money.add(self.balance(line.account), line.amount_usd)
             if line.account.startswith(MEMBER_PREFIX) and line.units:
                 member = line.account[len(MEMBER_PREFIX) :]
-                self.member_units[member] = self.member_units.get(member, ZERO) + line.units
+                self.member_units[member] = money.add(
+                    self.member_units.get(member, ZERO), line.units
+                )
         self.refs.add(entry.ref)
         self.seq = entry.seq
 

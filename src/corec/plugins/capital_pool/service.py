@@ -744,7 +744,7 @@ class PoolService:
                 entry_price=closed.entry_price,
                 released_seq=entry.seq,
                 released_ts_ns=closed.closed_ts_ns,
-                realized_pnl_usd=closed.realized_pnl_usd,
+                realized_pnl_usd=_booked_realized(entry),
             )
 
         entry, _, _ = await self._write(build, extra, on_applied)
@@ -760,11 +760,21 @@ class PoolService:
                 allocation_id=closed.allocation_id,
                 trade_id=closed.trade_id,
                 amount_usd=alloc.amount_usd,
-                realized_pnl_usd=closed.realized_pnl_usd,
+                realized_pnl_usd=_booked_realized(entry),
                 returned_usd=entry.lines[0].amount_usd,
             ),
             closed.allocation_id,
         )
+        if self.ledger.cash_usd < 0:  # a loss beyond its allocation (a leveraged position)
+            await self._alert(
+                "pool_cash_negative",
+                f"trade {closed.trade_id} lost {-_booked_realized(entry):.2f} USD, more than "
+                f"its allocation of {alloc.amount_usd:.2f} USD: the pool's free cash is "
+                f"{money.pay(self.ledger.cash_usd, money.CENT)} USD; no withdrawal or "
+                "allocation is possible until it is restored",
+                "critical",
+                {"trade_id": closed.trade_id},
+            )
         await self.pay_queue()  # released capital pays queued withdrawals first
 
     def expired_allocations(self, now_ns: int) -> list[str]:
@@ -874,6 +884,12 @@ class PoolService:
     async def save_marks(self) -> None:
         """Persist the latest marks (for NAV when no node runs)."""
         await repo.save_marks(self.store, self.ledger.marks, self.clock.now_ns())
+
+
+def _booked_realized(entry: JournalEntry) -> Decimal:
+    """Realized PnL net of fees as a settlement entry booked it (8 decimals): its lines
+    are cash, allocated, realized PnL (credit), fees (debit)."""
+    return -entry.lines[2].amount_usd - entry.lines[3].amount_usd
 
 
 def check_result(payload: Any) -> PositionOpened | TradeClosed | AllocationUnused:
