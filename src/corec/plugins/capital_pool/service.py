@@ -67,7 +67,7 @@ log = structlog.get_logger("corec.capital_pool")
 
 Publish = Callable[[str, Payload, str | None], Awaitable[None]]
 Alert = Callable[[str, str, str, dict[str, str]], Awaitable[None]]
-WRITE_ATTEMPTS = 8
+WRITE_ATTEMPTS = 20
 """Tries of one command against other writers (each after a reload and a re-validation)."""
 CONFLICT_BACKOFF_S = 0.005
 
