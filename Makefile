@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= configs/demo.yaml
 
-.PHONY: run test lint bench bench-bus bench-pipeline bench-exchange-sync clean
+.PHONY: run test lint bench bench-bus bench-pipeline bench-exchange-sync bench-ledger clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ lint: $(VENV)/.installed-dev
 test: lint
 	$(BIN)/pytest
 
-bench: bench-bus bench-pipeline bench-exchange-sync
+bench: bench-bus bench-pipeline bench-exchange-sync bench-ledger
 
 bench-bus: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_bus.py
@@ -38,6 +38,9 @@ bench-pipeline: $(VENV)/.installed-dev
 
 bench-exchange-sync: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_exchange_sync.py
+
+bench-ledger: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/bench_ledger.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
