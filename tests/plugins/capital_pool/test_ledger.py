@@ -669,3 +669,16 @@ def test_a_result_beyond_the_stored_decimals_is_refused() -> None:
     with pytest.raises(InvalidEvent, match="more than 18 decimals"):
         ledger.settlement(closed)
     assert ledger.seq == 2 and "trade:t1" not in ledger.refs
+
+
+def test_a_trade_id_of_another_allocation_is_refused() -> None:
+    ledger = make_ledger("alice")
+    contribute(ledger, "alice", "1000", "c1")
+    first, second = make_allocation("a1", "300"), make_allocation("a2", "300")
+    grant(ledger, first)
+    grant(ledger, second)
+    opened = ledger.check_opened(opened_for(first, "t1", "0.01", "20000"))
+    assert opened is not None
+    ledger.add_allocation(opened)
+    with pytest.raises(InvalidEvent, match="is the position of allocation a1, not of a2"):
+        ledger.settlement(closed_for(second, "t1", "0.01", "20000", "21000"))

@@ -519,6 +519,12 @@ class Ledger:
             raise InvalidEvent(
                 f"trade {closed.trade_id}: instrument or side differs from its allocation"
             )
+        for other in self.allocations.values():
+            if other is not alloc and other.position and other.position.trade_id == closed.trade_id:
+                raise InvalidEvent(
+                    f"trade {closed.trade_id}: is the position of allocation "
+                    f"{other.allocation_id}, not of {closed.allocation_id}"
+                )
         pos = alloc.position
         if pos is not None and (pos.trade_id != closed.trade_id or pos.quantity != closed.quantity):
             raise InvalidEvent(

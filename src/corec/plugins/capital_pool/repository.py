@@ -15,7 +15,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from corec.core import money
-from corec.core.errors import ConcurrencyConflict
+from corec.core.errors import ConcurrencyConflict, InvalidEvent
 from corec.core.store import Store
 from corec.plugins.capital_pool import models as m
 from corec.plugins.capital_pool.ledger import (
@@ -105,6 +105,8 @@ async def append_entry(
 
     Raises:
         ConcurrencyConflict: ``entry.seq`` or ``entry.ref`` exists already.
+        InvalidEvent: another constraint refused the rows (e.g. a trade id that is
+            already another allocation's); nothing was written.
     """
 
     def write(conn: Connection) -> None:
@@ -137,6 +139,10 @@ async def append_entry(
     try:
         await store.write(write)
     except IntegrityError as exc:
+        if "journal_entries" not in str(exc.orig):  # not a race for seq or ref: bad input
+            raise InvalidEvent(
+                f"journal entry {entry.ref}: refused by the store: {exc.orig}"
+            ) from exc
         raise ConcurrencyConflict(
             f"journal entry {entry.seq} ({entry.ref}) was written by another writer"
         ) from exc
