@@ -456,7 +456,9 @@ async def check_consistency(
         "entries_without_lines": lineless,
         "lines_sum_usd": format(total.normalize(), "f"),  # exact: must be 0
         "cash_usd": str(cash.quantize(CENT)),
-        "min_pool_state_cash_usd": None if min_state_cash is None else str(min_state_cash.quantize(CENT)),
+        "min_pool_state_cash_usd": None
+        if min_state_cash is None
+        else str(min_state_cash.quantize(CENT)),
         "allocated_usd": str(allocated.quantize(CENT)),
         "contributions": contributions,
         "withdrawals": withdrawals,
@@ -464,7 +466,10 @@ async def check_consistency(
         "allocations": {k: int(v) for k, v in by_status.items()},
     }
     want_entries = (
-        expected["contributions"] + expected["withdrawals"] + expected["granted"] + expected["closed"]
+        expected["contributions"]
+        + expected["withdrawals"]
+        + expected["granted"]
+        + expected["closed"]
     )
     problems = []
     if not found["seq_gapless"]:
@@ -663,7 +668,9 @@ def print_report(results: dict[str, Any]) -> None:
             f"{r['conflict_retries']}, ledger reloads {r['reloads']}, gave up after "
             f"{WRITE_ATTEMPTS} tries {gave_up}, other failures {sum(r['failed'].values())}"
         )
-        print(f"  {'command':<16} {'count':>7} {'per s':>7} {'p50 ms':>7} {'p99 ms':>7} {'mean':>7}")
+        print(
+            f"  {'command':<16} {'count':>7} {'per s':>7} {'p50 ms':>7} {'p99 ms':>7} {'mean':>7}"
+        )
         for kind, k in r["per_kind"].items():
             print(
                 f"  {kind:<16} {k['count']:>7,} {k['per_s']:>7,.0f} {fmt_ms(k['p50_ms']):>7} "
@@ -763,9 +770,7 @@ def main() -> None:
         parser.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
 
     results = asyncio.run(run(args))
-    broken = [
-        r for r in results["ledger"] if not r["consistency"]["ok"] or r["failed"]
-    ]
+    broken = [r for r in results["ledger"] if not r["consistency"]["ok"] or r["failed"]]
     if args.json:
         print(json.dumps(results, indent=2, default=str))
     else:
