@@ -133,6 +133,11 @@ def fmt_usd(value: Any) -> str:
     return f"{Decimal(value):,.2f}"
 
 
+def fmt_pct(value: Any) -> str:
+    """A fraction as a signed percent (``0.0125`` → ``+1.25%``), ``n/a`` for ``None``."""
+    return "n/a" if value is None else f"{Decimal(value) * 100:+.2f}%"
+
+
 async def with_stores(
     config: CorecConfig,
     classes: dict[str, type[Plugin]],

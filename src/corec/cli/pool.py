@@ -17,6 +17,7 @@ from corec.cli.common import (
     ConfigOption,
     console,
     fail,
+    fmt_pct,
     fmt_usd,
     load,
     print_json,
@@ -226,10 +227,6 @@ def statement_rows(s: Statement) -> list[dict[str, Any]]:
     return rows
 
 
-def _pct(value: Decimal | None) -> str:
-    return "n/a" if value is None else f"{value * 100:+.2f}%"
-
-
 @app.command()
 def statement(
     member: str = typer.Argument(..., help="The member."),
@@ -313,7 +310,7 @@ def statement(
     console.print(
         f"in {fmt_usd(s.contributions_usd)} USD · out {fmt_usd(s.withdrawals_usd)} USD · "
         f"distributed {fmt_usd(s.distributions_usd)} USD · PnL {fmt_usd(s.pnl_usd)} USD · "
-        f"time-weighted {_pct(s.time_weighted_return)} · money-weighted "
-        f"{_pct(s.money_weighted_return)} a year",
+        f"time-weighted {fmt_pct(s.time_weighted_return)} · money-weighted "
+        f"{fmt_pct(s.money_weighted_return)} a year",
         highlight=False,
     )

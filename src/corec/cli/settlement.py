@@ -13,6 +13,7 @@ from corec.cli.common import (
     ConfigOption,
     console,
     fail,
+    fmt_pct,
     fmt_usd,
     load,
     print_json,
@@ -39,10 +40,6 @@ POOL, SETTLEMENT = CapitalPoolPlugin.name, DailySettlementPlugin.name
 MAX_ROWS = 31
 
 
-def _pct(value: Any) -> str:
-    return "n/a" if value is None else f"{value * 100:+.2f}%"
-
-
 def _print(records: list[DailySettlement], title: str) -> None:
     shown = records[-MAX_ROWS:]
     if len(shown) < len(records):
@@ -64,8 +61,8 @@ def _print(records: list[DailySettlement], title: str) -> None:
             r.date,
             fmt_usd(r.nav_usd),
             str(r.nav_per_unit),
-            _pct(r.day_return),
-            _pct(r.twr_since_inception),
+            fmt_pct(r.day_return),
+            fmt_pct(r.twr_since_inception),
             fmt_usd(r.realized_pnl_usd),
             fmt_usd(r.net_flows_usd),
             fmt_usd(r.distributions_usd),
@@ -89,8 +86,8 @@ def _print(records: list[DailySettlement], title: str) -> None:
                 str(m.units),
                 fmt_usd(m.equity_usd),
                 fmt_usd(m.pnl_usd),
-                _pct(m.time_weighted_return),
-                _pct(m.money_weighted_return),
+                fmt_pct(m.time_weighted_return),
+                fmt_pct(m.money_weighted_return),
                 fmt_usd(m.distribution_usd) + (" (queued)" if m.distribution_queued else ""),
             )
         console.print(members)
