@@ -10,7 +10,7 @@ controllable clock.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
 NS_PER_S = 1_000_000_000
@@ -61,6 +61,19 @@ class ReplayClock:
         """Move time forward to ``ts_ns`` (UTC ns); an earlier value is ignored."""
         if ts_ns > self._now_ns:
             self._now_ns = ts_ns
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def datetime_to_ns(moment: datetime) -> int:
+    """UTC nanoseconds of an aware ``datetime``, exactly (no float on the way)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def utc_date(ts_ns: int) -> date:
+    """The UTC calendar date of a nanosecond timestamp, exactly."""
+    return (_EPOCH + timedelta(microseconds=ts_ns // 1000)).date()
 
 
 def ns_to_datetime(ts_ns: int) -> datetime:

@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from corec.core import money
+from corec.core.clock import datetime_to_ns, utc_date
 from corec.core.errors import InvalidInput
 from corec.core.returns import RATE_QUANTUM, time_weighted_return, xirr
 from corec.messages.capital_data import MemberFlow
@@ -29,12 +30,11 @@ from corec.plugins.capital_pool.ledger import Ledger
 from corec.plugins.capital_pool.valuation import PoolAt, flows_between, pool_at
 
 ZERO = Decimal(0)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _midnight_ns(day: date) -> int:
     moment = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+    return datetime_to_ns(moment)
 
 
 @dataclass(frozen=True)
@@ -98,12 +98,8 @@ def statement_period(
     Raises:
         InvalidInput: ``from`` after ``to``, or ``from`` in the future.
     """
-    today = (_EPOCH + timedelta(microseconds=now_ns // 1000)).date()
-    first_day = (
-        (_EPOCH + timedelta(microseconds=first_flow_ts_ns // 1000)).date()
-        if first_flow_ts_ns is not None
-        else today
-    )
+    today = utc_date(now_ns)
+    first_day = utc_date(first_flow_ts_ns) if first_flow_ts_ns is not None else today
     start_day = from_date or first_day
     end_day = to_date or today
     if start_day > end_day:

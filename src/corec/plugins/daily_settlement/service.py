@@ -33,7 +33,7 @@ from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from corec.core import channels, money
-from corec.core.clock import Clock, format_ts
+from corec.core.clock import Clock, datetime_to_ns, format_ts, utc_date
 from corec.core.errors import InvalidInput
 from corec.core.events import Payload
 from corec.core.returns import RATE_QUANTUM, time_weighted_return, xirr
@@ -60,13 +60,6 @@ class NothingToSettle(InvalidInput):
     """The date is before the pool's first journal entry (or the pool is empty)."""
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _ns(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
-
-
 def day_bounds(day: date, day_end_utc: time) -> tuple[int, int]:
     """``(start_ts_ns, cutoff_ts_ns)`` of ``day``: its cut-off is ``day`` at
     ``day_end_utc``, or the next midnight when ``day_end_utc`` is 00:00; it starts at
@@ -74,12 +67,12 @@ def day_bounds(day: date, day_end_utc: time) -> tuple[int, int]:
     end = datetime.combine(day, day_end_utc, tzinfo=UTC)
     if day_end_utc == time(0, 0):
         end += DAY
-    return _ns(end - DAY), _ns(end)
+    return datetime_to_ns(end - DAY), datetime_to_ns(end)
 
 
 def date_of(ts_ns: int, day_end_utc: time) -> date:
     """The day whose ``[start, cutoff)`` holds ``ts_ns``."""
-    candidate = (_EPOCH + timedelta(microseconds=ts_ns // 1000)).date()
+    candidate = utc_date(ts_ns)
     start, cutoff = day_bounds(candidate, day_end_utc)
     if ts_ns >= cutoff:
         return candidate + DAY
