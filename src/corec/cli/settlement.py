@@ -30,7 +30,7 @@ from corec.plugins.capital_pool.plugin import CapitalPoolPlugin
 from corec.plugins.capital_pool.service import PoolService
 from corec.plugins.daily_settlement.config import DailySettlementConfig
 from corec.plugins.daily_settlement.plugin import DailySettlementPlugin
-from corec.plugins.daily_settlement.service import SettlementService
+from corec.plugins.daily_settlement.service import SettlementService, read_history
 
 app = typer.Typer(
     help="Daily settlement: NAV, NAV per unit, members' returns and distributions per day.",
@@ -149,13 +149,12 @@ def list_settlements(
 ) -> None:
     """The settled days (with members' figures when one day is shown)."""
     since, until = parse_date(from_date, "--from"), parse_date(to_date, "--to")
-    cfg, classes, _, settlement_cfg = _sections(config)
+    cfg, classes, _, _ = _sections(config)
 
     async def work(stores: dict[str, Any]) -> list[DailySettlement]:
         if stores[SETTLEMENT] is None:
             return []
-        service = SettlementService(stores[SETTLEMENT], settlement_cfg, SystemClock(), _read_only)
-        return await service.history(since, until)
+        return await read_history(stores[SETTLEMENT], since, until)
 
     records = run_async(lambda: with_stores(cfg, classes, [SETTLEMENT], work, migrate=False))
     if as_json:
@@ -165,7 +164,3 @@ def list_settlements(
         console.print("no settled days yet", highlight=False)
         return
     _print(records, f"{len(records)} settled day(s)")
-
-
-async def _read_only(_request: DayCloseRequest) -> Any:
-    raise RuntimeError("listing reads stored settlements only")

@@ -14,7 +14,7 @@ from corec.core.plugin import Plugin, PluginContext, PluginHealth
 from corec.core.store import Store
 from corec.messages.capital_data import CLOSE_DAY, DayClose, DayCloseRequest
 from corec.plugins.daily_settlement.config import DailySettlementConfig
-from corec.plugins.daily_settlement.service import SettlementService
+from corec.plugins.daily_settlement.service import SettlementService, read_history
 
 
 def settlement_report(records: list[Any]) -> dict[str, Any] | None:
@@ -115,16 +115,4 @@ class DailySettlementPlugin(Plugin):
     ) -> dict[str, Any] | None:
         if store is None:
             return None
-        service = SettlementService(store, config, _NoClock(), _no_close_day)
-        return settlement_report(await service.history())
-
-
-class _NoClock:
-    is_simulated = False
-
-    def now_ns(self) -> int:
-        raise RuntimeError("status reads stored settlements only")
-
-
-async def _no_close_day(_request: DayCloseRequest) -> DayClose:
-    raise RuntimeError("status reads stored settlements only")
+        return settlement_report(await read_history(store))

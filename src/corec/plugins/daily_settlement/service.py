@@ -221,18 +221,7 @@ class SettlementService:
         self, since: date | None = None, until: date | None = None
     ) -> list[DailySettlement]:
         """Stored settlements between the dates (inclusive), oldest first."""
-        t = m.settlements
-        query = select(t.c.date).order_by(t.c.date)
-        if since is not None:
-            query = query.where(t.c.date >= since.isoformat())
-        if until is not None:
-            query = query.where(t.c.date <= until.isoformat())
-
-        def read(conn: Connection) -> list[DailySettlement]:
-            dates = conn.execute(query).scalars().all()
-            return [s for d in dates if (s := _read_settlement(conn, d)) is not None]
-
-        return await self.store.read(read)
+        return await read_history(self.store, since, until)
 
     # -- one day -----------------------------------------------------------------------
     async def _settle(self, day: date) -> DailySettlement:
@@ -321,6 +310,25 @@ class SettlementService:
             "high",
             {"date": record.date},
         )
+
+
+async def read_history(
+    store: Any, since: date | None = None, until: date | None = None
+) -> list[DailySettlement]:
+    """Stored settlements between the dates (inclusive), oldest first: read only, no
+    node or pool needed (``corec status``, ``corec settlement list``)."""
+    t = m.settlements
+    query = select(t.c.date).order_by(t.c.date)
+    if since is not None:
+        query = query.where(t.c.date >= since.isoformat())
+    if until is not None:
+        query = query.where(t.c.date <= until.isoformat())
+
+    def read(conn: Connection) -> list[DailySettlement]:
+        dates = conn.execute(query).scalars().all()
+        return [s for d in dates if (s := _read_settlement(conn, d)) is not None]
+
+    return await store.read(read)  # type: ignore[no-any-return]
 
 
 def _member(close: DayClose, md: MemberDay, flows: list[dict[str, Any]]) -> MemberSettlement:
