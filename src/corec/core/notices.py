@@ -12,6 +12,7 @@ from corec.core.events import Payload
 
 Severity = Literal["critical", "high", "medium", "low"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")
+AlertState = Literal["firing", "resolved"]
 
 
 class Alert(Payload, frozen=True, kw_only=True):
@@ -23,6 +24,8 @@ class Alert(Payload, frozen=True, kw_only=True):
         severity: the raiser's hint; the alert manager may reclassify it.
         labels: identity of the alert (with ``name``): alerts with the same name and
             labels are the same alert for deduplication. Keep values low-cardinality.
+        state: ``firing`` (default), or ``resolved`` when the condition ended (a breaker
+            closed): it resolves the firing alert with the same name and labels.
     """
 
     TYPE: ClassVar[str] = "alert"
@@ -30,6 +33,7 @@ class Alert(Payload, frozen=True, kw_only=True):
     message: str
     severity: Severity = "medium"
     labels: dict[str, str] = {}
+    state: AlertState = "firing"
 
     def __post_init__(self) -> None:
         if not self.name:

@@ -144,13 +144,16 @@ class PluginContext:
         *,
         severity: Severity = "medium",
         labels: dict[str, str] | None = None,
+        resolved: bool = False,
     ) -> None:
-        """Raise an alert on the ``alerts`` channel (``source`` label = this plugin)."""
+        """Raise an alert on the ``alerts`` channel (label ``plugin`` = this plugin);
+        ``resolved=True`` ends the firing alert with the same name and labels."""
         alert = Alert(
             name=name,
             message=message,
             severity=severity,
             labels={"plugin": self.name, **(labels or {})},
+            state="resolved" if resolved else "firing",
         )
         await self.publish(channels.ALERTS, alert)
 
@@ -165,17 +168,20 @@ class PluginContext:
         labels: dict[str, str] | None = None,
     ) -> None:
         """A circuit breaker moved: a ``BreakerStateChanged`` on ``system`` and an alert
-        ``breaker_<state>`` (high when it opens, low otherwise) naming ``subject``
-        (default the breaker). Use as (part of) a breaker's ``on_change``."""
+        naming ``subject`` (default the breaker): ``breaker_open`` (high) firing when it
+        opens and resolved when it closes; ``breaker_half_open`` (low) when it probes.
+        Use as (part of) a breaker's ``on_change``."""
         await self.publish(
             channels.SYSTEM,
             BreakerStateChanged(breaker=breaker, previous=previous, current=current, reason=reason),
         )
+        closed = current == "closed"
         await self.alert(
-            f"breaker_{current}",
+            "breaker_open" if closed else f"breaker_{current}",
             f"{subject or breaker}: breaker {previous} -> {current} ({reason})",
-            severity="high" if current == "open" else "low",
+            severity="low" if current == "half_open" else "high",
             labels={"breaker": breaker, **(labels or {})},
+            resolved=closed,
         )
 
     def spawn(

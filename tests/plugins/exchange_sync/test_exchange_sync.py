@@ -453,12 +453,14 @@ async def test_ccxt_breaker_probes_and_closes_when_the_exchange_recovers(
         changes = [(c.previous, c.current) for c in rec.payloads(BreakerStateChanged)]
         assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
         breaker_alerts = [
-            (a.name, a.severity) for a in rec.payloads(Alert) if a.name.startswith("breaker_")
+            (a.name, a.severity, a.state)
+            for a in rec.payloads(Alert)
+            if a.name.startswith("breaker_")
         ]
-        assert breaker_alerts == [
-            ("breaker_open", "high"),
-            ("breaker_half_open", "low"),
-            ("breaker_closed", "low"),
+        assert breaker_alerts == [  # the closing resolves the opening
+            ("breaker_open", "high", "firing"),
+            ("breaker_half_open", "low", "firing"),
+            ("breaker_open", "high", "resolved"),
         ]
         assert len(polled) >= 1
         assert polled[0].tickers[0].last == D("37342.36")
