@@ -347,12 +347,15 @@ def test_apply_env_overrides_returns_paths() -> None:
         raw,
         {
             "COREC__CAPITAL_POOL__MIN_CONTRIBUTION_USD": "250.50",
-            "COREC__ALERT_MANAGER__TRADE_LOSS_USD__LOW": "75",
+            "COREC__ALERT_MANAGER__PARAMS__TRADE_LOSS_LOW_USD": "75",
             "OTHER": "x",
         },
     )
-    assert applied == ["alert_manager.trade_loss_usd.low", "capital_pool.min_contribution_usd"]
+    assert applied == [
+        "alert_manager.params.trade_loss_low_usd",
+        "capital_pool.min_contribution_usd",
+    ]
     assert raw == {
         "capital_pool": {"min_contribution_usd": Decimal("250.50")},
-        "alert_manager": {"trade_loss_usd": {"low": 75}},
+        "alert_manager": {"params": {"trade_loss_low_usd": 75}},
     }

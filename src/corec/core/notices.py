@@ -26,6 +26,9 @@ class Alert(Payload, frozen=True, kw_only=True):
             labels are the same alert for deduplication. Keep values low-cardinality.
         state: ``firing`` (default), or ``resolved`` when the condition ended (a breaker
             closed): it resolves the firing alert with the same name and labels.
+        resolvable: a resolved alert will follow (a breaker, a threshold with a way
+            back): the alert manager keeps it firing until then instead of letting it
+            lapse after its ``resolve_timeout_s`` like one-off events (a trade's loss).
     """
 
     TYPE: ClassVar[str] = "alert"
@@ -34,6 +37,7 @@ class Alert(Payload, frozen=True, kw_only=True):
     severity: Severity = "medium"
     labels: dict[str, str] = {}
     state: AlertState = "firing"
+    resolvable: bool = False
 
     def __post_init__(self) -> None:
         if not self.name:

@@ -145,15 +145,18 @@ class PluginContext:
         severity: Severity = "medium",
         labels: dict[str, str] | None = None,
         resolved: bool = False,
+        resolvable: bool = False,
     ) -> None:
         """Raise an alert on the ``alerts`` channel (label ``plugin`` = this plugin);
-        ``resolved=True`` ends the firing alert with the same name and labels."""
+        ``resolved=True`` ends the firing alert with the same name and labels;
+        ``resolvable=True`` promises such an end (see :class:`Alert`)."""
         alert = Alert(
             name=name,
             message=message,
             severity=severity,
             labels={"plugin": self.name, **(labels or {})},
             state="resolved" if resolved else "firing",
+            resolvable=resolvable,
         )
         await self.publish(channels.ALERTS, alert)
 
@@ -182,6 +185,7 @@ class PluginContext:
             severity="low" if current == "half_open" else "high",
             labels={"breaker": breaker, **(labels or {})},
             resolved=closed,
+            resolvable=current == "open",
         )
 
     def spawn(

@@ -17,7 +17,12 @@ and run as one transaction::
   ``BEGIN``, a snapshot that never waits for a writer.
 - **PostgreSQL** (``postgresql+asyncpg://``): SQLAlchemy's async engine; the same
   function runs through ``AsyncConnection.run_sync``. Reads are ``REPEATABLE READ``
-  snapshots.
+  snapshots. Pooled connections are not pinged before use (a ping is a round trip on
+  every transaction); instead a connection found dead (the server restarted, an idle
+  connection was terminated) invalidates the pool, and the transaction runs once more
+  on a fresh connection — only when the failure came before COMMIT was sent, so the
+  server has rolled it back and nothing of it was written. A failure during COMMIT
+  (outcome unknown) is never retried.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from corec.core.errors import StoreError
@@ -96,9 +101,8 @@ class Store:
             _setup_sqlite(self._sync)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"corec-db-{name}")
         elif self.dialect == "postgresql":
-            self._async = create_async_engine(
-                parsed.set(drivername="postgresql+asyncpg"), pool_pre_ping=True
-            )
+            # no pool_pre_ping: a dead connection is handled in _run_async (one retry)
+            self._async = create_async_engine(parsed.set(drivername="postgresql+asyncpg"))
         else:
             raise ValueError(
                 f"{name}: unsupported database {parsed.drivername!r}; use sqlite or postgresql"
@@ -112,6 +116,10 @@ class Store:
     async def write(self, work: Work[T]) -> T:
         """Run ``work(conn)`` in one write transaction; commit, or roll back if it raises.
 
+        ``work`` must act through ``conn`` only: on PostgreSQL it runs a second time, on a
+        fresh connection, when the pooled connection turned out to be dead before COMMIT
+        was sent (that first transaction was rolled back by the server).
+
         Raises:
             StoreError: the database cannot be reached or used (unreachable server, file
                 that cannot be opened, lock not obtained within the busy timeout).
@@ -120,9 +128,7 @@ class Store:
         try:
             if self._sync is not None:
                 return await self._in_thread(self._write_sync, work)
-            assert self._async is not None
-            async with self._async.begin() as conn:
-                return await conn.run_sync(work)
+            return await self._run_async(work, read_only=False)
         except (OperationalError, InterfaceError, OSError) as exc:
             raise self._unusable(exc) from exc
 
@@ -135,13 +141,31 @@ class Store:
         try:
             if self._sync is not None:
                 return await self._in_thread(self._read_sync, work)
-            assert self._async is not None
-            async with self._async.connect() as conn:
-                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-                async with conn.begin():
-                    return await conn.run_sync(work)
+            return await self._run_async(work, read_only=True)
         except (OperationalError, InterfaceError, OSError) as exc:
             raise self._unusable(exc) from exc
+
+    async def _run_async(self, work: Work[T], *, read_only: bool) -> T:
+        """One PostgreSQL transaction; once more on a fresh connection if the first one
+        was found dead before COMMIT was sent (see the module docstring)."""
+        assert self._async is not None
+        for attempt in (1, 2):
+            async with self._async.connect() as conn:
+                if read_only:
+                    conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+                trans = await conn.begin()
+                try:
+                    value = await conn.run_sync(work)
+                except BaseException as exc:
+                    await trans.rollback()
+                    # connection_invalidated: SQLAlchemy saw a disconnect and invalidated
+                    # the pool; COMMIT was not sent, so the server rolled it all back
+                    if attempt == 1 and isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                        continue
+                    raise
+                await trans.commit()  # never retried: a failure here leaves the outcome unknown
+                return value
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _unusable(self, exc: BaseException) -> StoreError:
         reason = getattr(exc, "orig", None) or exc

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from corec.core.config import FrozenModel
 from corec.core.plugin import PluginConfig
+from corec.plugins.alert_manager.rules import RuleError, load_rules
 from corec.plugins.alert_manager.types import InhibitRule, Matcher
 
 LOG_RECEIVER = "log"
@@ -216,4 +217,14 @@ class AlertManagerConfig(PluginConfig):
                 check(child, f"{path}.routes[{i}]")
 
         check(self.route, "route")
+        return self
+
+    @model_validator(mode="after")
+    def _rules_load(self) -> AlertManagerConfig:
+        """Rule files are checked with the configuration: a bad one stops ``corec run``
+        before anything starts, naming the file, the line and the reason."""
+        try:
+            load_rules(self.rules_files, shipped=self.shipped_rules, params=dict(self.params))
+        except RuleError as exc:
+            raise ValueError(f"rules: {exc}") from exc
         return self

@@ -234,6 +234,7 @@ class AlertEngine:
                 starts_ts_ns=current.starts_ts_ns,
                 updated_ts_ns=now_ns,
                 occurrences=current.occurrences + 1,
+                resolvable=current.resolvable or alert.resolvable,
             )
             self._active[fp] = inst
             self._active.move_to_end(fp)
@@ -254,6 +255,7 @@ class AlertEngine:
             state="firing",
             starts_ts_ns=now_ns,
             updated_ts_ns=now_ns,
+            resolvable=alert.resolvable,
         )
         labels = inst.match_labels()
         self._enter(inst, labels, now_ns)
@@ -440,7 +442,8 @@ class AlertEngine:
         """When the least recently received firing alert expires (may be in the past),
         or ``None`` with nothing firing. O(1)."""
         for inst in self._active.values():
-            return inst.updated_ts_ns + self._resolve_timeout_ns
+            if not inst.resolvable:
+                return inst.updated_ts_ns + self._resolve_timeout_ns
         return None
 
     def expire(self, now_ns: int) -> list[AlertInstance]:
@@ -449,13 +452,17 @@ class AlertEngine:
         as they were last received (``state`` still ``firing``): the caller records them
         as expired at ``now_ns``. No resolved notification is queued for them; their
         acks are dropped; the next receipt of their fingerprint is a new firing.
-        Cost: O(expired alerts)."""
+        Resolvable alerts never expire: they wait for their resolution.
+        Cost: O(expired alerts + resolvable alerts received before them)."""
         cutoff = now_ns - self._resolve_timeout_ns
         out = []
-        while self._active:
-            fp, inst = next(iter(self._active.items()))
+        due = []
+        for fp, inst in self._active.items():
             if inst.updated_ts_ns > cutoff:
                 break
+            if not inst.resolvable:
+                due.append((fp, inst))
+        for fp, inst in due:
             self._leave(fp, inst, "expired", now_ns)
             for key in self._groups_of.pop(fp, ()):
                 group = self._groups.get(key)

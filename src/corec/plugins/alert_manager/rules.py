@@ -851,6 +851,7 @@ class _CompiledRule:
             severity=severity,
             labels={label: template.render(payload) for label, template in self.labels},
             state=state,
+            resolvable=bool(self.resolve_when),  # it stays firing until resolve_when holds
         )
 
 

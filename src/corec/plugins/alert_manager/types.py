@@ -105,6 +105,8 @@ class AlertInstance:
         starts_ts_ns: when this firing started; ``ends_ts_ns``: when it resolved.
         updated_ts_ns: the last time it was received (a repeat moves it).
         occurrences: how many times it was received in this firing (repeats counted).
+        resolvable: it waits for an explicit resolution instead of expiring after
+            ``resolve_timeout_s`` (see :class:`corec.core.notices.Alert`).
     """
 
     alert_id: str
@@ -119,6 +121,7 @@ class AlertInstance:
     updated_ts_ns: int
     ends_ts_ns: int | None = None
     occurrences: int = 1
+    resolvable: bool = False
 
     def match_labels(self) -> dict[str, str]:
         """Labels plus ``alertname``, ``severity`` and ``source``, for matchers."""
