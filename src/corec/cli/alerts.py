@@ -14,11 +14,24 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from corec.cli.common import ConfigOption, console, fail, load, print_json, run_async, with_stores
+from corec.cli.common import (
+    EXIT_FAILURE,
+    ConfigOption,
+    console,
+    fail,
+    load,
+    print_json,
+    run_async,
+    with_stores,
+)
 from corec.core.clock import SystemClock, format_ts
+from corec.core.errors import ConfigError
 from corec.core.notices import SEVERITIES
 from corec.plugins.alert_manager import records
+from corec.plugins.alert_manager.config import LOG_RECEIVER
+from corec.plugins.alert_manager.delivery import send_test
 from corec.plugins.alert_manager.plugin import AlertManagerPlugin, new_silence
+from corec.plugins.alert_manager.receivers import resolve_receiver
 
 app = typer.Typer(help="Alerts: list, show, ack, silence, test a receiver.", no_args_is_help=True)
 NAME = AlertManagerPlugin.name
@@ -82,7 +95,10 @@ def list_(
             store, severity=severity, state=state, limit=limit, offset=offset
         )
 
-    rows = [_display(r) for r in run_async(lambda: with_stores(cfg, classes, [NAME], work, migrate=False))]
+    rows = [
+        _display(r)
+        for r in run_async(lambda: with_stores(cfg, classes, [NAME], work, migrate=False))
+    ]
     if as_json:
         print_json(rows)
         return
@@ -197,7 +213,9 @@ def silence(
     """Mute matching alerts from now for a while (stored and published; not notified)."""
     try:
         duration_s = parse_duration_s(for_)
-        made = new_silence(match, duration_s, SystemClock().now_ns(), by or getpass.getuser(), comment)
+        made = new_silence(
+            match, duration_s, SystemClock().now_ns(), by or getpass.getuser(), comment
+        )
     except ValueError as exc:
         fail(str(exc))
     cfg, classes = _open(config)
@@ -292,3 +310,47 @@ def unsilence(
     end = ended.expired_ts_ns if ended.expired_ts_ns is not None else ended.ends_ts_ns
     console.print(f"silence {ended.silence_id} ended at {format_ts(end)}")
 
+
+@app.command("test")
+def test(
+    receiver: str = typer.Argument(..., help="A receiver's name from the configuration."),
+    config: Path | None = ConfigOption,
+    timeout_s: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds per URL."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+) -> None:
+    """Send a test notification to every URL of RECEIVER now and report each outcome
+    (exit 1 when any URL failed). Nothing is queued or retried."""
+    cfg, _ = _open(config)
+    section = cfg.sections[NAME]
+    known = {r.name: r for r in section.receivers}  # type: ignore[attr-defined]
+    if receiver == LOG_RECEIVER:
+        fail("the log receiver always works: notifications are written to the node's log")
+    if receiver not in known:
+        names = ", ".join(sorted(known)) or "none configured"
+        fail(f"no receiver named {receiver!r} in {cfg.source} (receivers: {names})")
+    try:
+        resolved = resolve_receiver(known[receiver])
+    except ConfigError as exc:
+        fail(str(exc))
+    results = run_async(lambda: send_test(resolved, SystemClock().now_ns(), timeout_s))
+    rows = [
+        {
+            "url": r.url,
+            "ok": r.result.ok,
+            "status_code": r.result.status_code,
+            "retry_after_s": r.result.retry_after_s,
+            "error": r.result.error,
+            "duration_ms": r.duration_ms,
+        }
+        for r in results
+    ]
+    if as_json:
+        print_json({"receiver": receiver, "results": rows})
+    else:
+        for row in rows:
+            outcome = "sent" if row["ok"] else f"FAILED: {row['error']}"
+            console.print(
+                f"{receiver} {row['url']}: {outcome} ({row['duration_ms']} ms)", highlight=False
+            )
+    if not all(r["ok"] for r in rows):
+        raise typer.Exit(EXIT_FAILURE)

@@ -818,3 +818,52 @@ class Dispatcher:
                 await returned
         except Exception as exc:
             log.error("on_attempt callback failed", error=f"{type(exc).__name__}: {exc}")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What one URL of a receiver did with a test notification.
+
+    Fields:
+        url: the redacted URL (scheme and host only); ``result``: the :class:`SendResult`;
+        ``duration_ms``: how long the send took.
+    """
+
+    url: str
+    result: SendResult
+    duration_ms: Decimal
+
+
+async def send_test(receiver: Receiver, now_ns: int, timeout_s: float) -> list[ProbeResult]:
+    """Send one test notification (``[TEST] CoreC test notification``) to every URL of
+    ``receiver``, once each, without the outbox, retries or breaker: what ``corec alerts
+    test RECEIVER`` reports.
+
+    Returns:
+        one :class:`ProbeResult` per URL, in the receiver's order.
+    """
+    notification = Notification(
+        notification_id=f"test-{now_ns}",
+        receiver=receiver.name,
+        group_key="test",
+        group_labels={},
+        severity="low",
+        firing=(),
+        resolved=(),
+        created_ts_ns=now_ns,
+        test=True,
+    )
+    rendered = render(notification)
+    out = []
+    for index in range(len(receiver.urls)):
+        started = time.perf_counter()
+        try:
+            target = AppriseTarget(receiver, index)
+        except ValueError as exc:
+            out.append(
+                ProbeResult(receiver.redacted[index], SendResult(False, error=str(exc)), _ms(0))
+            )
+            continue
+        result = await target.send(rendered, _notify_type(notification), timeout_s)
+        out.append(ProbeResult(target.redacted, result, _ms(time.perf_counter() - started)))
+    return out

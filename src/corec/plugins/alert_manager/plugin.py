@@ -54,7 +54,12 @@ from corec.plugins.alert_manager.rules import RuleError, RuleSet, load_rules
 from corec.plugins.alert_manager.types import Matcher, Silence
 
 alert_log = structlog.get_logger("corec.alerts")
-LOG_LEVEL_BY_SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
+LOG_LEVEL_BY_SEVERITY = {
+    "critical": "critical",
+    "high": "error",
+    "medium": "warning",
+    "low": "info",
+}
 SYNC_INTERVAL_S = 2.0
 """How often a running node reads silences and acks the CLI wrote."""
 WRITE_BEHIND_S = 0.25
