@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= configs/demo.yaml
 
-.PHONY: run test lint bench bench-bus bench-pipeline bench-exchange-sync bench-ledger clean
+.PHONY: run test lint bench bench-bus bench-pipeline bench-exchange-sync bench-ledger bench-alerts clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ lint: $(VENV)/.installed-dev
 test: lint
 	$(BIN)/pytest
 
-bench: bench-bus bench-pipeline bench-exchange-sync bench-ledger
+bench: bench-bus bench-pipeline bench-exchange-sync bench-ledger bench-alerts
 
 bench-bus: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_bus.py
@@ -41,6 +41,9 @@ bench-exchange-sync: $(VENV)/.installed-dev
 
 bench-ledger: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_ledger.py
+
+bench-alerts: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/bench_alerts.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
