@@ -263,8 +263,11 @@ def test_run_replays_and_status_reports_the_issue_keys(tmp_path: Path) -> None:
     assert set(data["exchange_sync"]) == {"tickers_stored", "last_ts"}
     assert data["exchange_sync"]["tickers_stored"] == 3000
     assert {"trades", "realized_pnl_usd"} <= set(data["trading"])
-    assert set(data["alerts"]) == {"total", "by_severity"}
+    assert set(data["alerts"]) == {"total", "by_severity", "firing", "notifications_pending"}
     assert set(data["alerts"]["by_severity"]) == {"critical", "high", "medium", "low"}
+    assert sum(data["alerts"]["by_severity"].values()) == data["alerts"]["total"]
+    assert 0 <= data["alerts"]["firing"] <= data["alerts"]["total"]
+    assert data["alerts"]["notifications_pending"] == 0  # the log receiver sends at once
     # decimals are strings, and the summary's end figures are what status reads
     assert isinstance(pool["nav_usd"], str) and isinstance(data["trading"]["realized_pnl_usd"], str)
     assert pool["nav_usd"] == summary["pool"]["end"]["nav_usd"]
@@ -276,7 +279,16 @@ def test_run_replays_and_status_reports_the_issue_keys(tmp_path: Path) -> None:
     assert alerts.returncode == 0, alerts.stderr
     rows = json.loads(alerts.stdout)
     assert len(rows) == min(50, data["alerts"]["total"])
-    assert {"name", "severity", "message", "labels", "first_ts", "occurrences"} <= set(rows[0])
+    assert {
+        "alert_id",
+        "name",
+        "severity",
+        "state",
+        "message",
+        "labels",
+        "first_ts",
+        "occurrences",
+    } <= set(rows[0])
 
 
 def test_run_with_a_malformed_recording_reports_and_exits_0(tmp_path: Path) -> None:
@@ -326,7 +338,7 @@ def test_db_upgrade_creates_every_database(tmp_path: Path) -> None:
         "exchange_sync": "0002",
         "trading_execution": "0001",
         "capital_pool": "0004",
-        "alert_manager": "0001",
+        "alert_manager": "0002",
         "macro_sync": "0001",
         "daily_settlement": "0001",
     }

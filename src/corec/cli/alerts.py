@@ -167,7 +167,7 @@ def show(
             note.get("created_ts", ""),
             note["receiver"],
             note["status"],
-            str(note["attempts"] and len(note["attempts"])),
+            str(len(note["attempts"])),
             "" if last is None else f"{last['outcome']} {last['error'] or ''}".strip(),
         )
     console.print(table)

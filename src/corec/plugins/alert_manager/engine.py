@@ -211,6 +211,7 @@ class AlertEngine:
                 updated_ts_ns=now_ns,
                 ends_ts_ns=now_ns,
                 occurrences=current.occurrences,
+                resolvable=current.resolvable,
             )
             self._leave(fp, current, "resolved", now_ns)
             for key in self._groups_of.pop(fp, ()):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -139,10 +140,17 @@ class AlertManagerPlugin(Plugin):
         self._last_sync_ns = 0
         self._tick_lock = asyncio.Lock()
         now_ns = ctx.clock.now_ns()
+        firing = records.instances_from(await records.firing_rows(self.store))
+        since_ns = min((i.starts_ts_ns for i in firing), default=None)
         self.engine.restore(
-            records.instances_from(await records.firing_rows(self.store)),
+            firing,
             await records.load_silences(self.store, now_ns=now_ns),
             await records.load_acks(self.store),
+            notified=(
+                None
+                if since_ns is None
+                else await records.notified_times(self.store, since_ns=since_ns)
+            ),
         )
         self.dispatcher = Dispatcher(
             self.store,
@@ -227,7 +235,8 @@ class AlertManagerPlugin(Plugin):
         """Expire stale firings, queue due notifications, write alert rows behind."""
         async with self._tick_lock:
             for instance in self.engine.expire(now_ns):
-                self.writer.record(records.alert_row(instance, "expired", None), new=False)
+                ended = replace(instance, ends_ts_ns=now_ns)  # expired at now_ns
+                self.writer.record(records.alert_row(ended, "expired", None), new=False)
             for note in self.engine.flush(now_ns):
                 self.notifications += 1
                 await self.dispatcher.enqueue(note)

@@ -14,10 +14,11 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Boolean, Connection, bindparam, insert, or_, select, update
 
 from corec.core.store import Store
 from corec.plugins.alert_manager import models as m
+from corec.plugins.alert_manager.outbox import FAILED, notification_from_json
 from corec.plugins.alert_manager.types import AlertInstance, Matcher, Silence
 
 _UPDATE_ALERT = (
@@ -30,6 +31,8 @@ _UPDATE_ALERT = (
         occurrences=bindparam("occurrences"),
         state=bindparam("state"),
         ends_ts_ns=bindparam("ends_ts_ns"),
+        # a repeat may make a firing resolvable; nothing makes it unresolvable
+        resolvable=or_(m.alerts.c.resolvable, bindparam("resolvable", type_=Boolean)),
     )
 )
 
@@ -76,6 +79,13 @@ class AlertWriter:
         """Queue ``row`` (see :func:`alert_row`); ``new`` when it is a new firing."""
         alert_id = row["alert_id"]
         if new or alert_id in self._new:
+            if not new:  # muted_by is what muted the first receipt (as updates keep it)
+                first = self._new[alert_id]
+                row = {
+                    **row,
+                    "muted_by": first["muted_by"],
+                    "resolvable": first["resolvable"] or row["resolvable"],
+                }
             self._new[alert_id] = row
         else:
             self._changed[alert_id] = row
@@ -95,6 +105,7 @@ class AlertWriter:
                 "occurrences": r["occurrences"],
                 "state": r["state"],
                 "ends_ts_ns": r["ends_ts_ns"],
+                "resolvable": r["resolvable"],
             }
             for r in changed
         ]
@@ -304,6 +315,23 @@ async def load_silences(store: Store, *, now_ns: int | None = None) -> list[Sile
         query = query.where(s.c.ends_ts_ns > now_ns, s.c.expired_ts_ns.is_(None))
     rows = await store.read(lambda conn: conn.execute(query).mappings().all())
     return [row_to_silence(r) for r in rows]
+
+
+async def notified_times(store: Store, *, since_ns: int) -> dict[str, int]:
+    """Alert id → when a notification listing it as firing was last created (at or
+    after ``since_ns``; entries that were given up are left out): what receivers were
+    already told, so that a restart does not notify it again (the engine's ``notified``).
+    """
+    n = m.notifications
+    query = select(n.c.payload_json, n.c.created_ts_ns).where(
+        n.c.created_ts_ns >= since_ns, n.c.status != FAILED
+    )
+    rows = await store.read(lambda conn: conn.execute(query).all())
+    out: dict[str, int] = {}
+    for payload_json, created_ts_ns in rows:
+        for alert in notification_from_json(payload_json).firing:
+            out[alert.alert_id] = max(out.get(alert.alert_id, created_ts_ns), created_ts_ns)
+    return out
 
 
 def instances_from(rows: Iterable[dict[str, Any]]) -> list[AlertInstance]:
