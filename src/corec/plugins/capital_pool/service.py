@@ -1,11 +1,13 @@
 """The pool's commands: contribute, withdraw, allocate, settle; state in memory,
 truth in the store.
 
-:class:`PoolService` keeps a :class:`~corec.plugins.capital_pool.ledger.Ledger` in
-memory for speed and writes every change through to the store in one transaction.
-If a write fails (another writer appended first, or the database refused), the
-ledger is reloaded from the store and the command is validated and tried again, so
-memory never drifts from the journal.
+:class:`PoolService` keeps a :class:`~corec.plugins.capital_pool.ledger.Ledger` and the
+withdrawal queue in memory for speed and writes every change through to the store:
+commands that arrive together are stored together in one transaction (group commit).
+If a write fails because another writer appended first (or changed the queue), memory
+is reloaded from the store and the commands are validated and tried again; if the
+database refused a command's rows, the others are stored without it. Either way memory
+never drifts from the journal.
 """
 
 from __future__ import annotations
@@ -133,8 +135,80 @@ def pool_state_payload(figures: PoolFigures) -> PoolState:
     )
 
 
+@dataclass
+class _Staged:
+    """What one command did to memory, to be stored: its journal entry (if any), the
+    pool after it, its other rows, and what the command answers (``result``)."""
+
+    entry: JournalEntry | None = None
+    rows: Callable[[Connection], None] | None = None
+    result: Any = None
+    after: PoolFigures | None = None
+
+    @property
+    def writes(self) -> bool:
+        return self.entry is not None or self.rows is not None
+
+
+Stage = Callable[[Ledger], _Staged]
+"""A command: validates against the ledger (raising ``InvalidInput``/``InvalidEvent``
+with nothing changed), applies its change to memory, and says what to store."""
+
+
+@dataclass
+class _Command:
+    stage: Stage
+    future: asyncio.Future[_Staged]
+
+
+_INSERTS = {k.name: insert(k.table) for k in (_CONTRIBUTION, _WITHDRAWAL, _DISTRIBUTION)}
+_INSERT_MEMBER = insert(m.members)
+_INSERT_ALLOCATION = insert(m.allocations)
+
+
+def _fail(command: _Command, exc: BaseException) -> None:
+    """Answer ``command`` with ``exc`` (unless its caller gave up waiting)."""
+    if not command.future.done():
+        command.future.set_exception(exc)
+
+
+def _settle(
+    conn: Connection,
+    withdrawal_id: str,
+    status: str,
+    ts_ns: int,
+    *,
+    paid_usd: Decimal | None = None,
+    reason: str | None = None,
+) -> None:
+    """Settle a queued withdrawal that memory holds as waiting; if the store no longer
+    does, another writer settled it first.
+
+    Raises:
+        ConcurrencyConflict: it was not waiting any more.
+    """
+    if not repo.settle_queued(conn, withdrawal_id, status, ts_ns, paid_usd=paid_usd, reason=reason):
+        raise ConcurrencyConflict(f"queued withdrawal {withdrawal_id} was settled meanwhile")
+
+
 class PoolService:
     """The pool's commands over a store.
+
+    Commands are applied in memory and stored with *group commit*: while one
+    transaction is in flight, the commands that arrive meanwhile wait; then they are
+    validated and applied in arrival order (each against the state the earlier ones
+    left) and stored together in one transaction, and each command's ``await`` returns
+    once that transaction committed. If it fails because another writer was first
+    (:class:`~corec.core.errors.ConcurrencyConflict`), memory is reloaded and every
+    command is validated and tried again (:data:`WRITE_ATTEMPTS` times at most); if it
+    fails otherwise (e.g. the store refused one command's rows), memory is reloaded and
+    the commands are stored one by one, so only the bad one fails. Memory always equals
+    the journal once a command's ``await`` returned.
+
+    The withdrawal queue is kept in memory too (loaded with the ledger); a transaction
+    first checks that the stored queue is the one memory holds, so a withdrawal queued
+    or cancelled by another writer (a CLI next to the node) is a conflict like a taken
+    ``seq``: reload, validate again.
 
     Args:
         store: capital_pool's store (migrated).
@@ -161,7 +235,11 @@ class PoolService:
         self._publish = publish or _no_publish
         self._alert = alert or _no_alert
         self.ledger = Ledger(rules=self.rules)
+        self._queue = repo.WithdrawalQueue()
         self._lock = asyncio.Lock()
+        self._pending: list[_Command] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._dirty = False  # memory may differ from the store: reload before the next batch
         self._known_members: set[str] = set()
         self._stored_members: set[str] = set()
         self._announced_phase = "none"
@@ -172,8 +250,8 @@ class PoolService:
 
     @property
     def write_lock(self) -> asyncio.Lock:
-        """Held while a command validates, applies and stores its entry: hold it to read
-        memory and store as one consistent state (never while calling a command)."""
+        """Held while a batch of commands is validated, applied and stored: hold it to
+        read memory and store as one consistent state (never while calling a command)."""
         return self._lock
 
     async def open(self) -> None:
@@ -183,14 +261,21 @@ class PoolService:
 
     async def reload(self) -> None:
         """Reload the ledger, keeping the in-memory marks (they are newer than stored ones)."""
+        async with self._lock:
+            await self._reload()
+
+    async def _reload(self) -> None:
+        """:meth:`reload` (the caller holds the write lock)."""
         marks = dict(self.ledger.marks)
         await self._load()
         self.ledger.marks.update(marks)
 
     async def _load(self) -> None:
-        self.ledger = await repo.load_ledger(self.store, self.rules)
+        self._dirty = True
+        self.ledger, self._queue = await repo.load_state(self.store, self.rules)
         self._stored_members = set(self.ledger.members)
         self.ledger.members |= self._known_members
+        self._dirty = False
 
     # -- members ---------------------------------------------------------------------
     def know_members(self, names: Iterable[str]) -> None:
@@ -244,45 +329,104 @@ class PoolService:
         log.info("member_registered", member=name, reinvest=reinvest)
         return True
 
-    # -- the write path ----------------------------------------------------------------
-    async def _write(
-        self,
-        build: Callable[[Ledger], JournalEntry | None],
-        extra: Callable[[JournalEntry], Callable[[Connection], None] | None],
-        on_applied: Callable[[JournalEntry], None] | None = None,
-    ) -> tuple[JournalEntry | None, PoolFigures, PoolFigures]:
-        """Validate with ``build``, apply, store atomically; reload and retry on conflict.
+    # -- the write path: group commit ---------------------------------------------------
+    async def _run(self, stage: Stage) -> _Staged:
+        """Run one command through the group commit (see the class docstring); after
+        its transaction committed, publish the pool's state and any phase change.
 
-        One write at a time (a lock): a command is validated against the state all
-        earlier commands left, and a failed write can only undo itself.
+        Returns:
+            the command's :class:`_Staged` (``after`` set when it journaled an entry).
+
+        Raises:
+            whatever ``stage`` raised (nothing was written for it); ConcurrencyConflict
+            after :data:`WRITE_ATTEMPTS` tries; what the store raised for its rows.
         """
-        async with self._lock:
-            for attempt in range(1, WRITE_ATTEMPTS + 1):
-                before = self.ledger.figures()
-                entry = build(self.ledger)  # raises InvalidInput: nothing written
-                if entry is None:
-                    return None, before, before
-                self.ledger.apply(entry)
-                if on_applied is not None:
-                    on_applied(entry)
-                after = self.ledger.figures()
-                try:
-                    await repo.append_entry(self.store, entry, after, extra(entry))
-                except ConcurrencyConflict:
-                    await self.reload()
-                    if attempt == WRITE_ATTEMPTS:
-                        raise
-                    log.info("ledger_conflict_retry", ref=entry.ref, attempt=attempt)
-                    # another writer is active: step aside a little (jittered) before retrying
-                    await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF_S * attempt))
-                    continue
-                except BaseException:
-                    await self.reload()
-                    raise
-                break
-        await self._publish(channels.CAPITAL_DATA, pool_state_payload(after), None)
-        await self.announce_phase(after)
-        return entry, before, after
+        loop = asyncio.get_running_loop()
+        command = _Command(stage, loop.create_future())
+        self._pending.append(command)
+        if self._committer is None:
+            self._committer = loop.create_task(self._commit_pending())
+        done = await command.future
+        if done.after is not None:
+            await self._publish(channels.CAPITAL_DATA, pool_state_payload(done.after), None)
+            await self.announce_phase(done.after)
+        return done
+
+    async def _commit_pending(self) -> None:
+        """Store the waiting commands, a batch at a time, until none waits."""
+        try:
+            while self._pending:
+                async with self._lock:
+                    batch, self._pending = self._pending, []
+                    await self._commit(batch)
+        except BaseException as exc:  # cancelled: nobody would answer the commands left
+            for command in self._pending:
+                _fail(command, exc)
+            self._pending = []
+            raise
+        finally:
+            self._committer = None
+
+    async def _commit(self, commands: list[_Command]) -> None:
+        """Validate, apply and store ``commands`` in one transaction (see the class
+        docstring); answer each one's future."""
+        attempt = 0
+        while True:
+            commands = [c for c in commands if not c.future.done()]  # not cancelled
+            if not commands:
+                return
+            attempt += 1
+            try:
+                if self._dirty:
+                    await self._reload()
+                version = self._queue.version
+                staged = [self._stage(c) for c in commands]
+                changes = [
+                    repo.Change(s.entry, s.after, s.rows)
+                    for s in staged
+                    if isinstance(s, _Staged) and s.writes
+                ]
+                if changes:
+                    self._dirty = True  # memory is ahead of the store until COMMIT
+                    await repo.write_changes(self.store, changes, version)
+                    self._dirty = False
+            except ConcurrencyConflict as exc:
+                if attempt >= WRITE_ATTEMPTS:
+                    for command in commands:
+                        _fail(command, exc)
+                    return
+                log.info(
+                    "ledger_conflict_retry",
+                    ref=next((c.entry.ref for c in changes if c.entry is not None), None),
+                    commands=len(commands),
+                    attempt=attempt,
+                )
+                # another writer is active: step aside a little (jittered) before retrying
+                await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF_S * attempt))
+                continue
+            except Exception as exc:
+                if len(commands) > 1:  # find the bad one: store them one by one
+                    for command in commands:
+                        await self._commit([command])
+                else:
+                    _fail(commands[0], exc)
+                return
+            for command, outcome in zip(commands, staged, strict=True):
+                if isinstance(outcome, BaseException):
+                    _fail(command, outcome)
+                else:
+                    command.future.set_result(outcome)
+            return
+
+    def _stage(self, command: _Command) -> _Staged | Exception:
+        """One command against memory: its change, or why it was refused."""
+        try:
+            staged = command.stage(self.ledger)
+        except Exception as exc:  # refused: the command changed nothing
+            return exc
+        if staged.entry is not None:
+            staged.after = self.ledger.figures()
+        return staged
 
     async def announce_phase(self, figures: PoolFigures | None = None) -> None:
         """Publish ``PhaseChanged`` and alert when the pool's band differs from the last
@@ -319,7 +463,17 @@ class PoolService:
         Raises:
             UnknownMember, InvalidAmount, BelowMinimum, Insolvent: refused, nothing written.
         """
-        record = await self._flow(_CONTRIBUTION, member, amount_usd, contribution_id)
+        fid = contribution_id or new_id()
+        ts_ns = self.clock.now_ns()
+        ref = f"{_CONTRIBUTION.name}:{fid}"
+
+        def stage(ledger: Ledger) -> _Staged:
+            if ref in ledger.refs:
+                return _Staged()  # recorded already
+            return self._stage_flow(ledger, _CONTRIBUTION, fid, member, amount_usd, ts_ns)
+
+        done = await self._run(stage)
+        record = await self._flow_record(_CONTRIBUTION, fid, member, amount_usd, done)
         await self.pay_queue()  # new cash pays whoever waits first
         return record  # type: ignore[no-any-return]
 
@@ -350,27 +504,48 @@ class PoolService:
         return await self._redeem(_DISTRIBUTION, member, amount_usd, distribution_id)
 
     async def _redeem(self, kind: _FlowKind, member: str, amount_usd: Decimal, fid: str) -> Any:
-        queued = await repo.queued_withdrawal(self.store, fid)
-        if queued is not None:
-            return await self._queue_replay(queued, member, amount_usd)
-        if f"{kind.name}:{fid}" in self.ledger.refs:
-            return await self._replayed_flow(kind, fid, member, amount_usd)
-        waiting = await repo.queued_withdrawals(self.store)
-        if not waiting:
-            try:
-                return await self._flow(kind, member, amount_usd, fid)
-            except InsufficientFreeCash:
-                pass  # queued below
-        mine = sum((w["amount_usd"] for w in waiting if w["member"] == member), Decimal(0))
-        self.ledger.check_withdrawable(fid, member, amount_usd, mine)  # type: ignore[arg-type]
         ts_ns = self.clock.now_ns()
-        await repo.add_to_queue(self.store, fid, member, amount_usd, ts_ns, kind.name)
-        ahead = sum((w["amount_usd"] for w in waiting), Decimal(0))
+        ref = f"{kind.name}:{fid}"
+
+        def stage(ledger: Ledger) -> _Staged:
+            if fid in self._queue.rows:
+                return _Staged(result="in_queue")  # a repeat of a queued id
+            if ref in ledger.refs:
+                return _Staged()  # recorded already
+            if not self._queue.head():  # nobody waits: pay now if free cash covers it
+                try:
+                    return self._stage_flow(ledger, kind, fid, member, amount_usd, ts_ns)
+                except InsufficientFreeCash:
+                    pass  # queued below
+            mine = self._queue.owed_usd(member)
+            ledger.check_withdrawable(fid, member, amount_usd, mine)
+            ahead = self._queue.owed_usd()
+            row = {
+                "withdrawal_id": fid,
+                "member": member,
+                "amount_usd": amount_usd,
+                "status": "queued",
+                "queued_ts_ns": ts_ns,
+                "kind": kind.name,
+            }
+            self._queue.add(row)
+            return _Staged(
+                rows=lambda conn: repo.insert_queued(conn, row), result=("queued", ahead)
+            )
+
+        done = await self._run(stage)
+        if done.result == "in_queue":
+            queued = await repo.queued_withdrawal(self.store, fid)
+            assert queued is not None  # memory holds committed rows only once answered
+            return await self._queue_replay(queued, member, amount_usd)
+        if not (isinstance(done.result, tuple) and done.result[0] == "queued"):
+            return await self._flow_record(kind, fid, member, amount_usd, done)
+        ahead = done.result[1]
         record = WithdrawalQueued(
             withdrawal_id=fid,
             member=member,
             amount_usd=amount_usd,
-            ahead_usd=ahead,  # type: ignore[arg-type]
+            ahead_usd=ahead,
             queued_ts_ns=ts_ns,
             kind=kind.name,  # type: ignore[arg-type]
         )
@@ -415,12 +590,22 @@ class PoolService:
                 f"withdrawal {withdrawal_id} was paid ({row['paid_usd']} USD): too late to cancel"
             )
         ts_ns = self.clock.now_ns()
-        changed = await self.store.write(
-            lambda conn: repo.settle_queued(
-                conn, withdrawal_id, "cancelled", ts_ns, reason=record.reason
+
+        def stage(_ledger: Ledger) -> _Staged:
+            if not self._queue.is_waiting(withdrawal_id):
+                return _Staged(result=False)  # settled meanwhile, or queued by another writer
+            self._queue.settle(withdrawal_id, "cancelled")
+            return _Staged(
+                rows=lambda conn: _settle(
+                    conn, withdrawal_id, "cancelled", ts_ns, reason=record.reason
+                ),
+                result=True,
             )
-        )
-        if not changed:  # paid or cancelled meanwhile
+
+        done = await self._run(stage)
+        if not done.result:
+            if withdrawal_id not in self._queue.rows:  # queued by another writer: catch up
+                self._dirty = True
             return await self.cancel_withdrawal(withdrawal_id)
         await self._publish(channels.CAPITAL_DATA, record, withdrawal_id)
         if record.amount_usd >= self.config.queue_alert_usd:
@@ -441,44 +626,72 @@ class PoolService:
             How many were paid.
         """
         paid = 0
-        for row in await repo.queued_withdrawals(self.store):
-            fid, member = str(row["withdrawal_id"]), str(row["member"])
-            equity = money.pay(self.ledger.member_equity_usd(member), money.CENT)
-            amount = min(row["amount_usd"], equity)  # type: ignore[type-var]
+        while self._queue.head() is not None:  # memory: no round trip when nobody waits
             ts_ns = self.clock.now_ns()
-            if amount <= 0:
-                await self.store.write(
-                    lambda conn, f=fid, t=ts_ns: repo.settle_queued(
-                        conn, f, "cancelled", t, reason="nothing left to pay"
-                    )
-                )
+            done = await self._run(lambda ledger, t=ts_ns: self._stage_pay_head(ledger, t))
+            if done.result is None:
+                break  # the head waits for more cash; nobody overtakes it
+            action, row = done.result[0], done.result[1]
+            fid, member = str(row["withdrawal_id"]), str(row["member"])
+            if action == "cancelled":
                 await self._publish(
                     channels.CAPITAL_DATA,
                     WithdrawalCancelled(
                         withdrawal_id=fid,
                         member=member,
-                        amount_usd=row["amount_usd"],  # type: ignore[arg-type]
+                        amount_usd=row["amount_usd"],
                         reason=f"nothing left to pay: {member}'s equity is 0",
                     ),
                     fid,
                 )
                 continue
-            if amount > money.pay(self.ledger.cash_usd, money.CENT):
-                break  # the head waits for more cash; nobody overtakes it
-            await self._flow(
-                _REDEMPTIONS[str(row["kind"])],
-                member,
-                amount,
-                fid,
-                also=lambda conn, f=fid, a=amount, t=ts_ns: repo.settle_queued(
-                    conn, f, "paid", t, paid_usd=a
-                ),
-            )
+            amount = done.result[2]
+            done.result = done.result[3]  # the NAV per unit it was priced at
+            await self._flow_record(_REDEMPTIONS[str(row["kind"])], fid, member, amount, done)
             log.info(
                 "queued_withdrawal_paid", withdrawal_id=fid, member=member, paid_usd=str(amount)
             )
             paid += 1
         return paid
+
+    def _stage_pay_head(self, ledger: Ledger, ts_ns: int) -> _Staged:
+        """Pay (or cancel, when the member has nothing left) the head of the queue;
+        ``result`` None when there is none or free cash does not cover it."""
+        row = self._queue.head()
+        if row is None:
+            return _Staged()
+        fid, member = str(row["withdrawal_id"]), str(row["member"])
+        equity = money.pay(ledger.member_equity_usd(member), money.CENT)
+        amount = min(row["amount_usd"], equity)
+        if amount <= 0:
+            self._queue.settle(fid, "cancelled")
+            return _Staged(
+                rows=lambda conn: _settle(
+                    conn, fid, "cancelled", ts_ns, reason="nothing left to pay"
+                ),
+                result=("cancelled", row),
+            )
+        if amount > money.pay(ledger.cash_usd, money.CENT):
+            return _Staged()  # the head waits for more cash
+        kind = _REDEMPTIONS[str(row["kind"])]
+        if f"{kind.name}:{fid}" in ledger.refs:  # journaled already (older data): not twice
+            self._queue.settle(fid, "paid")
+            return _Staged(
+                rows=lambda conn: _settle(conn, fid, "paid", ts_ns, reason="journaled earlier"),
+                result=("cancelled", row),
+            )
+        staged = self._stage_flow(
+            ledger,
+            kind,
+            fid,
+            member,
+            amount,
+            ts_ns,
+            also=lambda conn: _settle(conn, fid, "paid", ts_ns, paid_usd=amount),
+        )
+        self._queue.settle(fid, "paid")
+        staged.result = ("paid", row, amount, staged.result)
+        return staged
 
     async def _queue_replay(
         self, row: dict[str, Any], member: str, amount_usd: Decimal
@@ -506,52 +719,49 @@ class PoolService:
             kind=row["kind"],
         )
 
-    async def _flow(
+    def _stage_flow(
         self,
+        ledger: Ledger,
         kind: _FlowKind,
+        fid: str,
         member: str,
         amount_usd: Decimal,
-        flow_id: str | None,
+        ts_ns: int,
         *,
         also: Callable[[Connection], object] | None = None,
+    ) -> _Staged:
+        """Validate and apply one contribution or withdrawal; ``result`` is the NAV per
+        unit it is priced at."""
+        price = money.nav_per_unit(ledger.nav_usd(), ledger.units_outstanding)
+        entry = kind.journal(ledger, fid, member, amount_usd, ts_ns)  # raises: refused
+        ledger.apply(entry)
+        new_member = member not in self._stored_members
+        self._stored_members.add(member)  # stored with this entry
+        row = {
+            kind.id_column: fid,
+            "member": member,
+            "amount_usd": amount_usd,
+            "units": abs(entry.lines[1].units),
+            "nav_per_unit": money.to_stored(price),
+            "entry_seq": entry.seq,
+            "ts_ns": ts_ns,
+        }
+        insert_flow = _INSERTS[kind.name]
+
+        def write(conn: Connection) -> None:
+            if new_member:  # a configured member's first flow stores the member too
+                conn.execute(_INSERT_MEMBER, {"name": member, "created_ts_ns": ts_ns})
+            conn.execute(insert_flow, row)
+            if also is not None:  # in the same transaction (a queue row marked paid)
+                also(conn)
+
+        return _Staged(entry=entry, rows=write, result=price)
+
+    async def _flow_record(
+        self, kind: _FlowKind, fid: str, member: str, amount_usd: Decimal, done: _Staged
     ) -> Any:
-        """Validate, journal and record one contribution or withdrawal (at most once by id)."""
-        fid = flow_id or new_id()
-        ref = f"{kind.name}:{fid}"
-        if ref in self.ledger.refs:
-            return await self._replayed_flow(kind, fid, member, amount_usd)
-        ts_ns = self.clock.now_ns()
-        price: list[Decimal] = []
-
-        def build(ledger: Ledger) -> JournalEntry | None:
-            if ref in ledger.refs:
-                return None
-            price[:] = [ledger.figures().nav_per_unit]
-            return kind.journal(ledger, fid, member, amount_usd, ts_ns)
-
-        def extra(entry: JournalEntry) -> Callable[[Connection], None]:
-            new_member = member not in self._stored_members
-            row = {
-                kind.id_column: fid,
-                "member": member,
-                "amount_usd": amount_usd,
-                "units": abs(entry.lines[1].units),
-                "nav_per_unit": money.to_stored(price[0]),
-                "entry_seq": entry.seq,
-                "ts_ns": ts_ns,
-            }
-
-            def write(conn: Connection) -> None:
-                if new_member:  # a configured member's first flow stores the member too
-                    conn.execute(insert(m.members), {"name": member, "created_ts_ns": ts_ns})
-                conn.execute(insert(kind.table), row)
-                if also is not None:  # in the same transaction (a queue row marked paid)
-                    also(conn)
-
-            return write
-
-        entry, _, _ = await self._write(build, extra)
-        self._stored_members.add(member)
+        """The record of a stored flow, published; or the first record of a repeat."""
+        entry = done.entry
         if entry is None:
             return await self._replayed_flow(kind, fid, member, amount_usd)
         record = kind.record(
@@ -559,7 +769,7 @@ class PoolService:
             member=member,
             amount_usd=amount_usd,
             units=abs(entry.lines[1].units),
-            nav_per_unit=price[0].quantize(money.NAV_PER_UNIT_QUANTUM),
+            nav_per_unit=done.result.quantize(money.NAV_PER_UNIT_QUANTUM),
         )
         await self._publish(channels.CAPITAL_DATA, record, fid)
         log.info(
@@ -605,56 +815,40 @@ class PoolService:
         await self.expire_allocations()  # their capital is free again first
         ts_ns = self.clock.now_ns()
         allocation_id = new_id()
-        decided: list[Any] = []
 
         macro = self.macro.assess(ts_ns)
         await self._announce_macro(macro)
 
-        reserved = sum(
-            (w["amount_usd"] for w in await repo.queued_withdrawals(self.store)), Decimal(0)
-        )
-
-        def build(ledger: Ledger) -> JournalEntry | None:
-            decision = ledger.size_allocation(
-                request.stop_loss_pct,
-                macro.multiplier,
-                reserved,  # type: ignore[arg-type]
-            )
-            decided[:] = [decision]
+        def stage(ledger: Ledger) -> _Staged:
+            reserved = self._queue.owed_usd()  # owed to queued withdrawals: not granted
+            decision = ledger.size_allocation(request.stop_loss_pct, macro.multiplier, reserved)
             if decision.refusal_code is not None:
-                return None
-            return ledger.allocation(
-                self._allocation(allocation_id, request, decision.amount_usd, ts_ns)
+                return _Staged(result=decision)
+            allocation = self._allocation(allocation_id, request, decision.amount_usd, ts_ns)
+            entry = ledger.allocation(allocation)
+            ledger.apply(entry)
+            ledger.add_allocation(allocation)
+            row = dict(
+                allocation_id=allocation_id,
+                strategy=request.strategy,
+                exchange=request.exchange,
+                market=request.market,
+                symbol=request.symbol,
+                side=request.side,
+                amount_usd=decision.amount_usd,
+                status="open",
+                granted_seq=entry.seq,
+                granted_ts_ns=ts_ns,
+            )
+            return _Staged(
+                entry=entry,
+                rows=lambda conn: conn.execute(_INSERT_ALLOCATION, row),
+                result=decision,
             )
 
-        def on_applied(_entry: JournalEntry) -> None:
-            self.ledger.add_allocation(
-                self._allocation(allocation_id, request, decided[0].amount_usd, ts_ns)
-            )
-
-        def extra(entry: JournalEntry) -> Callable[[Connection], None]:
-            def write(conn: Connection) -> None:
-                conn.execute(
-                    insert(m.allocations),
-                    dict(
-                        allocation_id=allocation_id,
-                        strategy=request.strategy,
-                        exchange=request.exchange,
-                        market=request.market,
-                        symbol=request.symbol,
-                        side=request.side,
-                        amount_usd=decided[0].amount_usd,
-                        status="open",
-                        granted_seq=entry.seq,
-                        granted_ts_ns=ts_ns,
-                    ),
-                )
-
-            return write
-
-        entry, _, _ = await self._write(build, extra, on_applied)
-        decision = decided[0]
-        if entry is None:
+        done = await self._run(stage)
+        decision = done.result
+        if done.entry is None:
             log.info(
                 "allocation_refused",
                 strategy=request.strategy,
@@ -696,12 +890,17 @@ class PoolService:
     async def _know_allocation(self, allocation_id: str, ref: str | None = None) -> None:
         """Reload when ``allocation_id`` is not open here and ``ref`` is not applied yet:
         another instance or writer may have granted it since this ledger was loaded."""
-        async with self._lock:
-            if allocation_id in self.ledger.allocations or (
+
+        def known() -> bool:
+            return allocation_id in self.ledger.allocations or (
                 ref is not None and ref in self.ledger.refs
-            ):
-                return
-            await self.reload()
+            )
+
+        if known():  # the common case: no lock, no round trip
+            return
+        async with self._lock:
+            if not known():
+                await self._reload()
 
     async def on_position_opened(self, opened: PositionOpened) -> None:
         """Record the fill of an allocation so it is marked in NAV.
@@ -710,13 +909,30 @@ class PoolService:
             InvalidEvent: it does not match an open allocation (see ``Ledger.check_opened``).
         """
         await self._know_allocation(opened.allocation_id, f"trade:{opened.trade_id}")
-        async with self._lock:
-            updated = self.ledger.check_opened(opened)
+
+        def stage(ledger: Ledger) -> _Staged:
+            updated = ledger.check_opened(opened)
             if updated is None:
-                self.results_ignored += 1
-                return
-            await repo.record_position(self.store, updated)
-            self.ledger.add_allocation(updated)
+                return _Staged()
+            ledger.add_allocation(updated)
+            pos = updated.position
+            assert pos is not None
+            return _Staged(
+                rows=lambda conn: repo.update_allocation(
+                    conn,
+                    updated.allocation_id,
+                    trade_id=pos.trade_id,
+                    quantity=pos.quantity,
+                    entry_price=pos.entry_price,
+                    entry_fee_usd=pos.entry_fee_usd,
+                    opened_ts_ns=pos.opened_ts_ns,
+                ),
+                result=updated,
+            )
+
+        done = await self._run(stage)
+        if done.result is None:
+            self.results_ignored += 1
 
     async def on_trade_closed(self, closed: TradeClosed) -> None:
         """Settle a closed trade into cash exactly once (by ``trade_id``).
@@ -725,19 +941,16 @@ class PoolService:
             InvalidEvent: it does not match an open allocation.
         """
         await self._know_allocation(closed.allocation_id, f"trade:{closed.trade_id}")
-        alloc = self.ledger.allocations.get(closed.allocation_id)
         booked_ts_ns = self.clock.now_ns()  # booked now, in journal order (the close is kept)
 
-        def build(ledger: Ledger) -> JournalEntry | None:
-            return ledger.settlement(closed, booked_ts_ns)
-
-        def on_applied(_entry: JournalEntry) -> None:
-            self.ledger.release_allocation(closed.allocation_id)
-
-        def extra(entry: JournalEntry) -> Callable[[Connection], None]:
-            return lambda conn: repo.update_allocation(
-                conn,
-                closed.allocation_id,
+        def stage(ledger: Ledger) -> _Staged:
+            alloc = ledger.allocations.get(closed.allocation_id)
+            entry = ledger.settlement(closed, booked_ts_ns)
+            if entry is None:
+                return _Staged()
+            ledger.apply(entry)
+            ledger.release_allocation(closed.allocation_id)
+            values = dict(
                 status="released",
                 trade_id=closed.trade_id,
                 quantity=closed.quantity,
@@ -746,8 +959,14 @@ class PoolService:
                 released_ts_ns=closed.closed_ts_ns,
                 realized_pnl_usd=_booked_realized(entry),
             )
+            return _Staged(
+                entry=entry,
+                rows=lambda conn: repo.update_allocation(conn, closed.allocation_id, **values),
+                result=alloc,
+            )
 
-        entry, _, _ = await self._write(build, extra, on_applied)
+        done = await self._run(stage)
+        entry, alloc = done.entry, done.result
         if entry is None:
             self.results_ignored += 1
             log.info("trade_result_already_applied", trade_id=closed.trade_id)
@@ -765,12 +984,12 @@ class PoolService:
             ),
             closed.allocation_id,
         )
-        if self.ledger.cash_usd < 0:  # a loss beyond its allocation (a leveraged position)
+        if done.after is not None and done.after.cash_usd < 0:  # a loss beyond its allocation
             await self._alert(
                 "pool_cash_negative",
                 f"trade {closed.trade_id} lost {-_booked_realized(entry):.2f} USD, more than "
                 f"its allocation of {alloc.amount_usd:.2f} USD: the pool's free cash is "
-                f"{money.pay(self.ledger.cash_usd, money.CENT)} USD; no withdrawal or "
+                f"{money.pay(done.after.cash_usd, money.CENT)} USD; no withdrawal or "
                 "allocation is possible until it is restored",
                 "critical",
                 {"trade_id": closed.trade_id},
@@ -818,27 +1037,30 @@ class PoolService:
             InvalidEvent: unknown allocation, or one that funds a position.
         """
         await self._know_allocation(unused.allocation_id, f"unused:{unused.allocation_id}")
-        alloc = self.ledger.allocations.get(unused.allocation_id)
         ts_ns = self.clock.now_ns()
 
-        def on_applied(_entry: JournalEntry) -> None:
-            self.ledger.release_allocation(unused.allocation_id)
-
-        def extra(entry: JournalEntry) -> Callable[[Connection], None]:
-            return lambda conn: repo.update_allocation(
-                conn,
-                unused.allocation_id,
-                status=status,
-                released_seq=entry.seq,
-                released_ts_ns=ts_ns,
+        def stage(ledger: Ledger) -> _Staged:
+            alloc = ledger.allocations.get(unused.allocation_id)
+            entry = ledger.return_unused(unused.allocation_id, unused.reason, ts_ns)
+            if entry is None:
+                return _Staged()
+            ledger.apply(entry)
+            ledger.release_allocation(unused.allocation_id)
+            return _Staged(
+                entry=entry,
+                rows=lambda conn: repo.update_allocation(
+                    conn,
+                    unused.allocation_id,
+                    status=status,
+                    released_seq=entry.seq,
+                    released_ts_ns=ts_ns,
+                ),
+                result=alloc,
             )
 
-        entry, _, _ = await self._write(
-            lambda ledger: ledger.return_unused(unused.allocation_id, unused.reason, ts_ns),
-            extra,
-            on_applied,
-        )
-        if entry is None or alloc is None:
+        done = await self._run(stage)
+        alloc = done.result
+        if done.entry is None or alloc is None:
             self.results_ignored += 1
             return
         await self._publish(
