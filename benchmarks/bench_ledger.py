@@ -48,16 +48,15 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+from bench_common import cpu_model, scratch_database
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
@@ -99,40 +98,6 @@ SATOSHI = D("0.00000001")
 
 
 # -- machine and PostgreSQL ----------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def with_database(dsn: str, name: str) -> str:
-    """``dsn`` (a ``postgresql://`` URI) pointing at database ``name``."""
-    base, _, rest = dsn.partition("?")
-    head = base.rsplit("/", 1)[0] if base.count("/") > 2 else base
-    return f"{head}/{name}" + (f"?{rest}" if rest else "")
-
-
-@asynccontextmanager
-async def scratch_database(admin_dsn: str, label: str) -> AsyncIterator[str]:
-    """Create an empty database, yield its libpq URI, drop it after (even on errors)."""
-    name = f"corec_bench_{label}_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(admin_dsn, timeout=10)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield with_database(admin_dsn, name)
-    finally:
-        admin = await asyncpg.connect(admin_dsn, timeout=10)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 async def server_settings(dsn: str) -> dict[str, str]:
