@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_duration_s(text: str) -> float:
+def parse_duration_s(text: str) -> Decimal:
     """``'90s'``, ``'30m'``, ``'2h'``, ``'1d'``, ``'1h30m'`` → seconds.
 
     Raises:
@@ -50,7 +51,7 @@ def parse_duration_s(text: str) -> float:
     parts = _DURATION.findall(compact)
     if not parts or "".join(n + u for n, u in parts) != compact:
         raise ValueError(f"--for {text!r}: expected a duration like 90s, 30m, 2h, 1d or 1h30m")
-    seconds = sum(float(n) * _UNIT_S[u] for n, u in parts)
+    seconds = sum((Decimal(n) * _UNIT_S[u] for n, u in parts), Decimal(0))
     if seconds <= 0:
         raise ValueError(f"--for {text!r}: the duration must be positive")
     return seconds

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -326,7 +327,7 @@ class AlertManagerPlugin(Plugin):
         return row
 
     async def silence(
-        self, matchers: list[str], duration_s: float, *, by: str, comment: str = ""
+        self, matchers: list[str], duration_s: Decimal | int, *, by: str, comment: str = ""
     ) -> Silence:
         """Create a silence from now for ``duration_s``: stored, applied and published.
 
@@ -375,9 +376,10 @@ class AlertManagerPlugin(Plugin):
 
 
 def new_silence(
-    matchers: list[str], duration_s: float, now_ns: int, by: str, comment: str = ""
+    matchers: list[str], duration_s: Decimal | int, now_ns: int, by: str, comment: str = ""
 ) -> Silence:
-    """A :class:`Silence` from ``now_ns`` for ``duration_s`` seconds.
+    """A :class:`Silence` from ``now_ns`` for ``duration_s`` seconds (exact: whole
+    nanoseconds, rounded down).
 
     Raises:
         ValueError: no matcher, a malformed matcher, or a duration that is not positive.
@@ -390,7 +392,7 @@ def new_silence(
         silence_id=new_id(),
         matchers=tuple(Matcher.parse(t) for t in matchers),
         starts_ts_ns=now_ns,
-        ends_ts_ns=now_ns + int(duration_s * NS_PER_S),
+        ends_ts_ns=now_ns + int(Decimal(duration_s) * NS_PER_S),
         created_by=by,
         comment=comment,
     )
