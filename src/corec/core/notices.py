@@ -94,6 +94,13 @@ class BreakerStateChanged(Payload, frozen=True, kw_only=True):
     reason: str
 
 
+NodeMode = Literal["normal", "safe", "emergency"]
+"""The node's trading mode (NautilusTrader's ACTIVE / REDUCING / HALTED): ``normal``
+trades freely; ``safe`` accepts only orders that reduce exposure; ``emergency`` cancels
+open orders and halts trading while data and alerts keep running."""
+NODE_MODES: tuple[NodeMode, ...] = ("normal", "safe", "emergency")
+
+
 class NodeShutdown(Payload, frozen=True, kw_only=True):
     """The node is stopping (``system`` channel), with the reason."""
 

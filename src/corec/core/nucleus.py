@@ -35,7 +35,7 @@ from corec.core.clock import Clock, ReplayClock, SystemClock
 from corec.core.config import CorecConfig
 from corec.core.errors import ConfigError, PluginError
 from corec.core.events import make_event
-from corec.core.notices import Alert, NodeShutdown, PluginState, PluginStateChanged
+from corec.core.notices import Alert, NodeMode, NodeShutdown, PluginState, PluginStateChanged
 from corec.core.plugin import Plugin, PluginContext, PluginHealth
 from corec.core.store import Store
 from corec.core.store.migrate import upgrade
@@ -153,6 +153,7 @@ class Node:
         self._run_started = False
         self._started_monotonic = time.monotonic()
         self._source = f"nucleus@{config.node.instance_id}"
+        self.mode: NodeMode = "normal"
 
     # -- stores ----------------------------------------------------------------------
     def _default_sqlite_files(self) -> Iterable[Path]:

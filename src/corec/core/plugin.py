@@ -37,7 +37,7 @@ from corec.core.bus import Bus, Handler, Responder, Subscription
 from corec.core.clock import Clock
 from corec.core.config import CorecConfig, FrozenModel
 from corec.core.events import Payload, make_event
-from corec.core.notices import Alert, BreakerState, BreakerStateChanged, Severity
+from corec.core.notices import Alert, BreakerState, BreakerStateChanged, NodeMode, Severity
 from corec.core.store import Store
 
 if TYPE_CHECKING:
@@ -106,6 +106,15 @@ class PluginContext:
         self.stopping = asyncio.Event()
         """Set when the node stops this plugin: long-running tasks finish their current
         step and return (they are cancelled only after ``shutdown_timeout_s``)."""
+
+    @property
+    def mode(self) -> NodeMode:
+        """The node's mode now (``normal``, ``safe`` or ``emergency``; DESIGN.md "Modes").
+
+        Check it at the order gate, on every order: ``safe`` admits only orders that
+        reduce exposure, ``emergency`` none. A change is published on ``system`` as
+        :class:`~corec.core.notices.ModeChanged`."""
+        return self._node.mode
 
     @property
     def request_timeout_s(self) -> float:

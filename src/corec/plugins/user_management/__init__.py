@@ -1,0 +1,1 @@
+"""user_management: users, roles and tokens for the API."""
