@@ -12,6 +12,7 @@ that quotes a request.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,23 @@ def _redact(value: Any) -> Any:
         return type(value)(_redact(v) for v in value)
     if isinstance(value, str) and _SECRET_VALUES:
         return _mask_values(value)
+    return value
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):[^@/\s]+@")
+
+
+def redact(value: Any) -> Any:
+    """A copy of ``value`` (dicts, lists, strings) fit to show a person: fields whose
+    name looks secret (password, secret, token, api_key, passphrase, webhook) become
+    ``***``, registered secret values are masked, and URL passwords
+    (``postgresql://user:pw@host``) become ``***``. Used for ``GET /api/v1/system/config``."""
+    if isinstance(value, dict):
+        return {k: "***" if _is_secret(k) else redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(r"\g<head>:***@", mask_secrets(value))
     return value
 
 

@@ -6,7 +6,10 @@ through :mod:`corec.messages` (``alerts``, ``dead_letter``, ``system``).
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from decimal import Decimal
+from typing import Any, ClassVar, Final, Literal
+
+import msgspec
 
 from corec.core.events import Payload
 
@@ -106,3 +109,85 @@ class NodeShutdown(Payload, frozen=True, kw_only=True):
 
     TYPE: ClassVar[str] = "node_shutdown"
     reason: str
+
+
+class ModeChanged(Payload, frozen=True, kw_only=True):
+    """The node's mode changed (``system`` channel); also the reply of ``node.set_mode``.
+
+    Fields:
+        previous, current: modes (:data:`NodeMode`); equal when the request asked for
+            the mode the node was already in (nothing was published then).
+        reason: why, for a person (an operator's words, or the breaker that moved it).
+        by: who: a user name, ``cli``, or ``plugin@instance``.
+        ts_ns: when, on the node clock (UTC ns).
+    """
+
+    TYPE: ClassVar[str] = "mode_changed"
+    previous: NodeMode
+    current: NodeMode
+    reason: str
+    by: str
+    ts_ns: int
+
+
+NODE_STATUS: Final = "node.status"
+"""Request endpoint served by the nucleus: :class:`NodeStatusRequest` → :class:`NodeStatus`."""
+
+NODE_SET_MODE: Final = "node.set_mode"
+"""Request endpoint served by the nucleus: :class:`SetModeRequest` → :class:`ModeChanged`."""
+
+
+class NodeStatusRequest(Payload, frozen=True, kw_only=True):
+    """Ask the nucleus for :class:`NodeStatus`."""
+
+    TYPE: ClassVar[str] = "node_status_request"
+
+
+class PluginStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One plugin in :class:`NodeStatus`.
+
+    Fields:
+        name: the plugin's name.
+        state: lifecycle (:data:`PluginState`).
+        status: its own health (``ok``, ``degraded``, ``failed``, ``stopped``).
+        error: the last failure, if any.
+        details: the plugin's health details (JSON-friendly, free-form).
+    """
+
+    name: str
+    state: str
+    status: str
+    error: str | None = None
+    details: dict[str, Any] = {}
+
+
+class NodeStatus(Payload, frozen=True, kw_only=True):
+    """The node now: identity, mode, uptime and every plugin's health.
+
+    Fields:
+        instance_id: the node's ``node.instance_id``.
+        mode: :data:`NodeMode`.
+        mode_since_ts_ns: when the mode last changed (node clock), ``None`` if never.
+        uptime_s: wall-clock seconds since the node was built (3 decimals).
+        plugins: in start order.
+    """
+
+    TYPE: ClassVar[str] = "node_status"
+    instance_id: str
+    mode: NodeMode
+    mode_since_ts_ns: int | None
+    uptime_s: Decimal
+    plugins: tuple[PluginStatus, ...]
+
+
+class SetModeRequest(Payload, frozen=True, kw_only=True):
+    """Ask the nucleus to move to ``mode``; ``reason`` and ``by`` go into the event."""
+
+    TYPE: ClassVar[str] = "set_mode_request"
+    mode: NodeMode
+    reason: str
+    by: str
+
+    def __post_init__(self) -> None:
+        if not self.reason.strip():
+            raise ValueError("reason must not be empty: say why the mode changes")

@@ -23,19 +23,35 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import structlog
 
 from corec.core import channels
 from corec.core.bus import Bus, create_bus
 from corec.core.clock import Clock, ReplayClock, SystemClock
 from corec.core.config import CorecConfig
-from corec.core.errors import ConfigError, PluginError
+from corec.core.errors import ConfigError, InvalidInput, PluginError
 from corec.core.events import make_event
-from corec.core.notices import Alert, NodeMode, NodeShutdown, PluginState, PluginStateChanged
+from corec.core.notices import (
+    NODE_MODES,
+    NODE_SET_MODE,
+    NODE_STATUS,
+    Alert,
+    ModeChanged,
+    NodeMode,
+    NodeShutdown,
+    NodeStatus,
+    PluginState,
+    PluginStateChanged,
+    PluginStatus,
+    SetModeRequest,
+    Severity,
+)
 from corec.core.plugin import Plugin, PluginContext, PluginHealth
 from corec.core.store import Store
 from corec.core.store.migrate import upgrade
@@ -47,6 +63,16 @@ TASK_STABLE_S = 300.0
 """A task that ran this long before failing starts its restart count afresh."""
 TASK_BACKOFF_BASE_S = 0.5
 TASK_BACKOFF_MAX_S = 30.0
+
+MODE_FILE = "node-mode.json"
+MODE_SEVERITY: dict[NodeMode, Severity] = {"normal": "low", "safe": "high", "emergency": "critical"}
+
+
+class _SavedMode(msgspec.Struct, frozen=True):
+    mode: NodeMode
+    since_ts_ns: int
+    reason: str
+    by: str
 
 
 def start_order(plugins: dict[str, type[Plugin]]) -> list[str]:
@@ -154,6 +180,7 @@ class Node:
         self._started_monotonic = time.monotonic()
         self._source = f"nucleus@{config.node.instance_id}"
         self.mode: NodeMode = "normal"
+        self.mode_since_ts_ns: int | None = None
 
     # -- stores ----------------------------------------------------------------------
     def _default_sqlite_files(self) -> Iterable[Path]:
@@ -163,8 +190,14 @@ class Node:
             base = self.config.node.data_dir / f"{name}.db"
             yield from (base, Path(f"{base}-wal"), Path(f"{base}-shm"))
 
+    @property
+    def mode_file(self) -> Path:
+        """Where the mode is kept across restarts: ``<data_dir>/node-mode.json``."""
+        return self.config.node.data_dir / MODE_FILE
+
     def _remove_sqlite_files(self) -> list[str]:
-        removed = [str(p) for p in self._default_sqlite_files() if p.exists()]
+        files = [*self._default_sqlite_files(), self.mode_file]
+        removed = [str(p) for p in files if p.exists()]
         for path in removed:
             Path(path).unlink()
         return removed
@@ -204,7 +237,10 @@ class Node:
                     "fresh_start_removed_data", data_dir=str(node.data_dir), removed=removed
                 )
         node.data_dir.mkdir(parents=True, exist_ok=True)
+        self._restore_mode()
         await self.migrate()
+        self.bus.serve(NODE_STATUS, self._serve_status)
+        self.bus.serve(NODE_SET_MODE, self._serve_set_mode)
         for name in self.order:
             cls = self.classes[name]
             plugin = cls(self.config.sections[name])  # type: ignore[arg-type]
@@ -288,6 +324,8 @@ class Node:
             await self._stop_plugin(name)
             await self._set_state(name, "stopped")
         self._started.clear()
+        self.bus.unserve(NODE_STATUS)
+        self.bus.unserve(NODE_SET_MODE)
         await self.bus.close()
 
     async def close(self) -> None:
@@ -295,6 +333,108 @@ class Node:
         for store in self.stores.values():
             await store.dispose()
         self.stores.clear()
+
+    # -- modes -----------------------------------------------------------------------
+    def _restore_mode(self) -> None:
+        """Take the mode the node had when it last stopped (a halt survives a restart)."""
+        try:
+            saved = msgspec.json.decode(self.mode_file.read_bytes(), type=_SavedMode)
+        except FileNotFoundError:
+            return
+        except (OSError, msgspec.DecodeError) as exc:
+            # Unreadable: start in the most careful mode rather than trading freely.
+            log.error("mode_file_unreadable", path=str(self.mode_file), error=str(exc))
+            self.mode = "emergency"
+            return
+        self.mode, self.mode_since_ts_ns = saved.mode, saved.since_ts_ns
+        if self.mode != "normal":
+            log.warning("mode_restored", mode=self.mode, reason=saved.reason, by=saved.by)
+
+    async def set_mode(self, mode: NodeMode, *, reason: str, by: str) -> ModeChanged:
+        """Move the node to ``mode`` (DESIGN.md "Modes").
+
+        The mode is written to :attr:`mode_file` first (so a halt survives a crash),
+        then a :class:`ModeChanged` is published on ``system`` and an alert raised:
+        ``mode_changed`` with label ``mode``: critical for ``emergency`` and high for
+        ``safe`` (both kept firing until the node leaves that mode), low on the way
+        back to ``normal``. Asking for the current mode changes and publishes nothing.
+
+        Returns:
+            The change (``previous == current`` when nothing changed).
+
+        Raises:
+            InvalidInput: ``mode`` is not one of ``normal``, ``safe``, ``emergency``.
+        """
+        if mode not in NODE_MODES:
+            raise InvalidInput(f"mode must be one of {', '.join(NODE_MODES)}, got {mode!r}")
+        now_ns = self.clock.now_ns()
+        change = ModeChanged(previous=self.mode, current=mode, reason=reason, by=by, ts_ns=now_ns)
+        if mode == self.mode:
+            return change
+        saved = _SavedMode(mode=mode, since_ts_ns=now_ns, reason=reason, by=by)
+        self.config.node.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.mode_file.with_suffix(".tmp")
+        tmp.write_bytes(msgspec.json.encode(saved))
+        tmp.replace(self.mode_file)
+        self.mode, self.mode_since_ts_ns = mode, now_ns
+        log.warning("mode_changed", previous=change.previous, current=mode, reason=reason, by=by)
+        await self.bus.publish(
+            make_event(channels.SYSTEM, change, source=self._source, clock=self.clock)
+        )
+        message = f"node mode {change.previous} -> {mode} by {by}: {reason}"
+        if change.previous != "normal":
+            await self._publish_alert(
+                Alert(
+                    name="mode_changed",
+                    message=message,
+                    severity=MODE_SEVERITY[change.previous],
+                    labels={"mode": change.previous},
+                    state="resolved",
+                )
+            )
+        await self._publish_alert(
+            Alert(
+                name="mode_changed",
+                message=message,
+                severity=MODE_SEVERITY[mode],
+                labels={"mode": mode},
+                resolvable=mode != "normal",
+            )
+        )
+        return change
+
+    async def _serve_set_mode(self, payload: Any) -> ModeChanged:
+        if not isinstance(payload, SetModeRequest):
+            raise InvalidInput(
+                f"{NODE_SET_MODE} expects a SetModeRequest, got {type(payload).__name__}"
+            )
+        return await self.set_mode(payload.mode, reason=payload.reason, by=payload.by)
+
+    async def _serve_status(self, payload: Any) -> NodeStatus:
+        health = self.health()
+        plugins = tuple(
+            PluginStatus(
+                name=name,
+                state=str(info.get("state", "stopped")),
+                status=str(info.get("status", info.get("state", "stopped"))),
+                error=info.get("error"),
+                details={k: v for k, v in info.items() if k not in ("state", "status", "error")},
+            )
+            for name, info in health["plugins"].items()
+        )
+        return NodeStatus(
+            instance_id=self.config.node.instance_id,
+            mode=self.mode,
+            mode_since_ts_ns=self.mode_since_ts_ns,
+            uptime_s=Decimal(str(health["uptime_s"])),
+            plugins=plugins,
+        )
+
+    async def _publish_alert(self, alert: Alert) -> None:
+        with contextlib.suppress(Exception):
+            await self.bus.publish(
+                make_event(channels.ALERTS, alert, source=self._source, clock=self.clock)
+            )
 
     # -- supervision -----------------------------------------------------------------
     def spawn(
@@ -406,15 +546,9 @@ class Node:
             )
 
     async def _alert(self, name: str, message: str, severity: Any, labels: dict[str, str]) -> None:
-        with contextlib.suppress(Exception):
-            await self.bus.publish(
-                make_event(
-                    channels.ALERTS,
-                    Alert(name=name, message=message, severity=severity, labels=labels),
-                    source=self._source,
-                    clock=self.clock,
-                )
-            )
+        await self._publish_alert(
+            Alert(name=name, message=message, severity=severity, labels=labels)
+        )
 
     # -- reporting -------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
