@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corec.core.events import Event, Payload
+from corec.core.metrics import LatencyHistogram
 
 Handler = Callable[[Event], Awaitable[None] | None]
 """A subscriber: ``async def handler(event) -> None`` or a plain function."""
@@ -111,6 +112,11 @@ class Bus(ABC):
             RequestTimeout: no reply within ``timeout_s`` seconds.
             RequestFailed: the responder raised (``__cause__`` is its error).
         """
+
+    def handler_latency(self) -> dict[tuple[str, str], LatencyHistogram]:
+        """Handler call latency by ``(channel, group)``, for ``/metrics`` (a backend
+        that does not time its handlers returns nothing)."""
+        return {}
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect to the backing service, if any."""

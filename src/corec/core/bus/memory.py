@@ -13,6 +13,7 @@ import functools
 import inspect
 from collections import deque
 from collections.abc import Callable
+from time import perf_counter_ns
 from typing import Any
 
 import structlog
@@ -23,12 +24,13 @@ from corec.core.clock import Clock, SystemClock
 from corec.core.codec import event_to_json
 from corec.core.errors import BusError, NoResponder, RequestFailed, RequestTimeout
 from corec.core.events import Event, Payload, make_event
+from corec.core.metrics import LatencyHistogram
 from corec.core.notices import Alert, DeadLetter
 
 log = structlog.get_logger("corec.bus")
 
 # (group, callable, is_coroutine_function)
-_Target = tuple[str, Callable[[Event], Any], bool]
+_Target = tuple[str, Callable[[Event], Any], bool, LatencyHistogram]
 
 
 def _drop_late_reply(endpoint: str, reply: asyncio.Future[Any]) -> None:
@@ -108,6 +110,7 @@ class MemoryBus(Bus):
         self._routes: dict[str, _Route] = {}
         self._responders: dict[str, Responder] = {}
         self._closed = False
+        self._latency: dict[tuple[str, str], LatencyHistogram] = {}
 
     @property
     def stats(self) -> BusStats:  # type: ignore[override]
@@ -121,6 +124,10 @@ class MemoryBus(Bus):
             request_errors=dict(self._stats.request_errors),
         )
 
+    def handler_latency(self) -> dict[tuple[str, str], LatencyHistogram]:
+        """Handler call latency by ``(channel, group)`` (failed calls included)."""
+        return dict(self._latency)
+
     # -- publish / subscribe -------------------------------------------------------
     async def publish(self, event: Event) -> None:
         if self._closed:
@@ -130,7 +137,8 @@ class MemoryBus(Bus):
             route = self._routes[event.channel] = _Route()
         route.published += 1
         ok = 0
-        for group, handler, is_async in route.targets:
+        for group, handler, is_async, latency in route.targets:
+            started = perf_counter_ns()
             try:
                 if is_async:
                     await handler(event)
@@ -139,6 +147,7 @@ class MemoryBus(Bus):
                 ok += 1
             except Exception as exc:  # a handler's failure must not stop the others
                 await self._dead_letter(event, group, exc)
+            latency.observe(perf_counter_ns() - started)
         route.delivered += ok
 
     def subscribe(self, channel: str, handler: Handler, *, group: str) -> Subscription:
@@ -161,10 +170,13 @@ class MemoryBus(Bus):
     def _rebuild(self, channel: str) -> None:
         targets: list[_Target] = []
         for group, subs in self._subs.get(channel, {}).items():
+            latency = self._latency.get((channel, group))
+            if latency is None:
+                latency = self._latency[(channel, group)] = LatencyHistogram()
             if len(subs) == 1:
-                targets.append((group, subs[0].handler, subs[0].is_async))
+                targets.append((group, subs[0].handler, subs[0].is_async, latency))
             else:
-                targets.append((group, _RoundRobin(list(subs)), True))
+                targets.append((group, _RoundRobin(list(subs)), True, latency))
         route = self._routes.get(channel)
         if route is None:
             route = self._routes[channel] = _Route()
