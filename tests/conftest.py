@@ -21,6 +21,9 @@ from corec.core.config import CorecConfig, load_config
 from corec.core.ids import new_id
 from corec.core.registry import discover_plugins
 
+# A node the tests start serves its API on a free port, never the user's 8000.
+os.environ.setdefault("COREC__API__PORT", "0")
+
 PG_ADMIN_DSN = os.environ.get("COREC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 RECORDING = (
@@ -99,7 +102,11 @@ def make_config(tmp_path: Path, plugin_classes: dict[str, Any]) -> Iterator[Any]
     (``node.data_dir`` defaults to ``tmp_path / 'var'``) and load it like the CLI does."""
 
     def make(data: dict[str, Any], *, env: dict[str, str] | None = None) -> CorecConfig:
-        data = {**data, "node": {"data_dir": str(tmp_path / "var"), **data.get("node", {})}}
+        data = {
+            **data,
+            "node": {"data_dir": str(tmp_path / "var"), **data.get("node", {})},
+            "api": {"port": 0, **data.get("api", {})},
+        }
         path = tmp_path / "corec.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         return load_config(path, {n: c.Config for n, c in plugin_classes.items()}, env=env or {})
