@@ -20,12 +20,14 @@ from corec.core.errors import ConfigError
 
 PLUGINS = [
     "alert_manager",
+    "api",
     "capital_pool",
     "daily_settlement",
     "exchange_sync",
     "macro_sync",
     "market_monitor",
     "trading_execution",
+    "user_management",
 ]
 
 Load = Callable[..., CorecConfig]
@@ -176,8 +178,9 @@ def test_unknown_field_and_section(load: Load) -> None:
     section = next(p for p in problems if "exchange_synk" in p)
     assert "line 3: capital_pool.colour: unknown field" in problems
     assert section == (
-        "line 4: exchange_synk: unknown section; expected one of alert_manager, bus, "
-        "capital_pool, daily_settlement, exchange_sync, macro_sync, market_monitor, node, trading_execution"
+        "line 4: exchange_synk: unknown section; expected one of alert_manager, api, bus, "
+        "capital_pool, daily_settlement, exchange_sync, macro_sync, market_monitor, node, "
+        "trading_execution, user_management"
     )
 
 
@@ -255,8 +258,9 @@ def test_node_plugins_selects_sections(load: Load) -> None:
 def test_unknown_plugin_in_node_plugins(load: Load) -> None:
     problems = problems_of(load, "node:\n  instance_id: a\n  plugins: [capital_pool, telepathy]\n")
     assert problems == [
-        "line 3: node.plugins: unknown plugin(s) telepathy; installed: alert_manager, "
-        "capital_pool, daily_settlement, exchange_sync, macro_sync, market_monitor, trading_execution"
+        "line 3: node.plugins: unknown plugin(s) telepathy; installed: alert_manager, api, "
+        "capital_pool, daily_settlement, exchange_sync, macro_sync, market_monitor, "
+        "trading_execution, user_management"
     ]
 
 

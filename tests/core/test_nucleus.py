@@ -161,8 +161,10 @@ def test_requesting_your_own_endpoint_is_no_dependency() -> None:
 
 def test_start_order_of_the_installed_plugins(plugin_classes: dict[str, Any]) -> None:
     assert start_order(plugin_classes) == [
+        "api",  # consumes every channel, requests nothing: first, so it misses no event
         "alert_manager",
         "capital_pool",
+        "user_management",
         "daily_settlement",  # after capital_pool, whose close_day it requests
         "macro_sync",  # before exchange_sync: a replay's exchange_data is its clock
         "trading_execution",
@@ -555,16 +557,18 @@ async def test_without_fresh_start_files_stay(tmp_path: Path) -> None:
     await node.close()
 
 
-def test_discover_plugins_finds_the_seven() -> None:
+def test_discover_plugins_finds_the_nine() -> None:
     found = discover_plugins()
     assert sorted(found) == [
         "alert_manager",
+        "api",
         "capital_pool",
         "daily_settlement",
         "exchange_sync",
         "macro_sync",
         "market_monitor",
         "trading_execution",
+        "user_management",
     ]
     assert list(found) == sorted(found)
     for name, cls in found.items():

@@ -133,6 +133,7 @@ async def test_every_plugin_migrates_to_head_matching_its_models(
         "exchange_sync",
         "macro_sync",
         "trading_execution",
+        "user_management",
     ]
     stores = {name: Store(db_url, name=name) for name in migrating}
     try:

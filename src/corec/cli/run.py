@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,12 @@ EXIT_INTERRUPTED = 130
 
 class _Signals:
     """SIGINT/SIGTERM for the whole ``corec run`` command, not only while the event loop
-    runs: the first asks the node to stop gracefully (also during its start), one after
-    the node has stopped is ignored (the summary is on its way), a second one while
-    stopping exits at once."""
+    runs: the first calls the attached ``on_signal`` (asks the node to stop gracefully,
+    also during its start), one while nothing is attached is ignored (the summary is on
+    its way), a second one while stopping exits at once."""
 
     def __init__(self) -> None:
-        self._node: Node | None = None
+        self._on_signal: Callable[[str], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._received = 0
 
@@ -38,20 +39,20 @@ class _Signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
 
-    def attach(self, node: Node, loop: asyncio.AbstractEventLoop) -> None:
-        self._node, self._loop = node, loop
+    def attach(self, on_signal: Callable[[str], None], loop: asyncio.AbstractEventLoop) -> None:
+        self._on_signal, self._loop = on_signal, loop
 
     def detach(self) -> None:
-        self._node = self._loop = None
+        self._on_signal = self._loop = None
 
     def _handle(self, signum: int, _frame: Any) -> None:
-        node, loop = self._node, self._loop
-        if node is None or loop is None:
+        on_signal, loop = self._on_signal, self._loop
+        if on_signal is None or loop is None:
             return  # nothing running any more: the summary is being printed
         self._received += 1
         if self._received > 1:
             os._exit(EXIT_INTERRUPTED)
-        loop.call_soon_threadsafe(node.request_shutdown, f"signal {signal.Signals(signum).name}")
+        loop.call_soon_threadsafe(on_signal, f"signal {signal.Signals(signum).name}")
 
 
 _signals = _Signals()
@@ -68,18 +69,31 @@ def run(
     as_json: bool = typer.Option(
         False, "--json", help="Print the summary as JSON (no progress bar)."
     ),
+    keep_serving: bool = typer.Option(
+        False,
+        "--keep-serving",
+        help="When a replay ends, print the summary and keep the API and dashboard "
+        "serving until Ctrl-C (what `make run` does).",
+    ),
 ) -> None:
     """Run a node: market data in, strategies, the pool, alerts. Prints a summary at the end."""
     cfg, classes = load(config, log_to_file=True)
     _signals.install()
+    show = (lambda s: print_json(s)) if as_json else print_summary
     try:
-        summary = run_async(lambda: _run(cfg, classes, duration, show_progress=not as_json))
+        summary, shown = run_async(
+            lambda: _run(
+                cfg,
+                classes,
+                duration,
+                show_progress=not as_json,
+                keep_serving=show if keep_serving else None,
+            )
+        )
     finally:
         close_logging()
-    if as_json:
-        print_json(summary)
-    else:
-        print_summary(summary)
+    if not shown:
+        show(summary)
     # the handler stays until the process exits: a signal now is ignored, not fatal
     if summary["failed_plugins"]:
         raise typer.Exit(1)
@@ -91,10 +105,15 @@ async def _run(
     duration: float | None,
     *,
     show_progress: bool,
-) -> dict[str, Any]:
+    keep_serving: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Run the node; returns the summary and whether it was shown already (when the
+    node kept serving after a replay ended, see ``--keep-serving``)."""
     node = Node(cfg, classes)
     started = time.perf_counter()
-    _signals.attach(node, asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    _signals.attach(node.request_shutdown, loop)
+    shown = False
     try:
         await node.start()
         before = await node.status()
@@ -105,6 +124,20 @@ async def _run(
         )
         try:
             reason = await node.run(duration_s=duration, handle_signals=False)
+            url = _api_url(node)
+            if keep_serving is not None and url and not reason.startswith("signal"):
+                if progress_task is not None:
+                    progress_task.cancel()
+                    await asyncio.gather(progress_task, return_exceptions=True)
+                    progress_task = None
+                after = await node.status()
+                keep_serving(
+                    build_summary(
+                        cfg, reason, time.perf_counter() - started, before, after, node.health()
+                    )
+                )
+                shown = True
+                await _serve_until_signal(cfg, url, loop)
         finally:
             await node.stop()
             if progress_task is not None:
@@ -116,7 +149,27 @@ async def _run(
     finally:
         _signals.detach()
         await node.close()
-    return build_summary(cfg, reason, elapsed, before, after, health)
+    return build_summary(cfg, reason, elapsed, before, after, health), shown
+
+
+def _api_url(node: Node) -> str | None:
+    """Where the node's API listens, if it runs one."""
+    if "api" not in node.classes:
+        return None
+    url = node.health()["plugins"].get("api", {}).get("url")
+    return url if isinstance(url, str) else None
+
+
+async def _serve_until_signal(cfg: CorecConfig, url: str, loop: asyncio.AbstractEventLoop) -> None:
+    """Keep the node (its API and dashboard) up until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    _signals.attach(lambda _reason: stop.set(), loop)
+    console.print(f"\n[bold]Dashboard and API:[/bold] {url}  (API docs: {url}docs)")
+    password_file = cfg.node.data_dir / "initial-admin-password"
+    if password_file.exists():
+        console.print(f"Log in as [bold]admin[/bold] with the password in {password_file}")
+    console.print("The replay has ended; the node keeps serving. Ctrl-C stops it.")
+    await stop.wait()
 
 
 async def _show_progress(node: Node) -> None:
