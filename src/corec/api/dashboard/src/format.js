@@ -112,11 +112,13 @@ export function fullDateTime(tsNs) {
   return d ? d.toLocaleString() : "";
 }
 
-/** "3 min ago" from a Date or ns timestamp. */
-export function ago(tsNs) {
+/** "3 min ago" from a Date or ns timestamp, relative to `nowMs` (the node's clock when
+ * known: a replaying node's "now" is the recording's time, not the browser's). */
+export function ago(tsNs, nowMs) {
   const d = tsNs instanceof Date ? tsNs : nsToDate(tsNs);
   if (!d) return DASH;
-  const s = Math.round((Date.now() - d.getTime()) / 1000);
+  const now = Number.isFinite(nowMs) ? nowMs : Date.now();
+  const s = Math.round((now - d.getTime()) / 1000);
   if (s < 0) return "just now";
   if (s < 60) return `${s} s ago`;
   if (s < 3600) return `${Math.floor(s / 60)} min ago`;

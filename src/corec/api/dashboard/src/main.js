@@ -55,6 +55,8 @@ const state = {
   plugins: new Map(),
   mode: null,
   membersHidden: false,
+  nodeTimeMs: null, // the latest node-clock time seen (events, as_of stamps): a replaying
+  // node runs on the recording's clock, so the browser's Date.now() is not "now" there
 };
 
 // ---------------------------------------------------------------- small helpers
@@ -80,6 +82,34 @@ function throttle(fn, intervalMs) {
       fn();
     }, wait);
   };
+}
+
+/** Remember the node's clock from any timestamp it sent (UTC ns); moves the chart's "now". */
+function noteNodeTime(tsNs) {
+  const t = Number(tsNs) / 1e6;
+  if (!Number.isFinite(t) || t <= 0) return;
+  if (state.nodeTimeMs === null || t > state.nodeTimeMs) {
+    state.nodeTimeMs = t;
+    state.chart?.setNow(t);
+  }
+}
+
+/** Stamp rows with the response's node-clock time, for "… ago" cells. */
+function withAsOf(rows, asOfTsNs) {
+  const asOfMs = Number(asOfTsNs) / 1e6;
+  return Number.isFinite(asOfMs) && asOfMs > 0 ? rows.map((r) => ({ ...r, _asOfMs: asOfMs })) : rows;
+}
+
+/** A long id (UUIDv7: its start is a timestamp shared by neighbours): its end, in full on hover. */
+function idCell(v) {
+  if (isMissing(v)) return "–";
+  const id = String(v);
+  const short = id.length > 14 ? `…${id.slice(-12)}` : id;
+  return `<span class="muted small mono" title="${esc(id)}">${esc(short)}</span>`;
+}
+
+function timeCell(v) {
+  return `<span title="${esc(fullDateTime(v))}">${esc(dateTime(v))}</span>`;
 }
 
 function every(fn, intervalMs) {
@@ -347,7 +377,8 @@ function renderPool(p) {
 async function loadPool() {
   const data = await api("/pool");
   renderPool(data);
-  state.chart?.setLive(Date.now(), data?.nav_usd, data?.nav_per_unit);
+  // /pool carries no time: "now" is the node's clock as far as we know it.
+  state.chart?.setLive(state.nodeTimeMs, data?.nav_usd, data?.nav_per_unit);
 }
 
 async function loadNavHistory() {
@@ -461,6 +492,7 @@ function scheduleQuotes() {
 async function loadConsolidated() {
   const data = await api("/prices/consolidated");
   state.quotes = new Map(itemsOf(data, "quotes").map((q) => [quoteKey(q), q]));
+  noteNodeTime(data?.as_of_ts_ns);
   if (data?.as_of_ts_ns) $("prices-asof").textContent = `as of ${dateTime(data.as_of_ts_ns)}`;
   renderQuotes();
 }
@@ -479,6 +511,7 @@ const TICKER_COLUMNS = [
 
 async function loadTickers() {
   const data = await api("/prices");
+  noteNodeTime(data?.as_of_ts_ns);
   const rows = [...itemsOf(data, "tickers")].sort(
     (a, b) =>
       String(a.symbol).localeCompare(String(b.symbol)) ||
@@ -508,7 +541,11 @@ const EXCHANGE_COLUMNS = [
   { key: "exchange", label: "Exchange", fmt: (v) => `<strong>${text(v)}</strong>` },
   { key: "market", label: "Market" },
   { key: "breaker", label: "Connection", fmt: breakerBadge },
-  { key: "last_success_ts_ns", label: "Last data", fmt: (v) => `<span title="${esc(fullDateTime(v))}">${esc(ago(v))}</span>` },
+  {
+    key: "last_success_ts_ns",
+    label: "Last data",
+    fmt: (v, r) => `<span title="${esc(fullDateTime(v))}">${esc(ago(v, r._asOfMs))}</span>`,
+  },
   { key: "failed_polls", label: "Failed polls", num: true, cls: (v) => (Number(v) > 0 ? "neg" : "") },
   { key: "latency_p50_ms", label: "Latency p50", num: true, fmt: ms },
   { key: "latency_p95_ms", label: "Latency p95", num: true, fmt: ms },
@@ -517,37 +554,61 @@ const EXCHANGE_COLUMNS = [
 
 async function loadExchanges() {
   const data = await api("/exchanges");
-  renderTable($("exchanges-table"), itemsOf(data), EXCHANGE_COLUMNS, { empty: "No exchange configured." });
+  noteNodeTime(data?.as_of_ts_ns);
+  renderTable($("exchanges-table"), withAsOf(itemsOf(data), data?.as_of_ts_ns), EXCHANGE_COLUMNS, { empty: "No exchange configured." });
 }
 
 // ---------------------------------------------------------------- positions and trades
 
 const POSITION_COLUMNS = [
-  { key: "symbol", label: "Symbol", fmt: (v) => `<strong>${text(v)}</strong>` },
+  {
+    key: "symbol",
+    label: "Symbol",
+    fmt: (v, p) => {
+      const where = [p.exchange, p.market].filter((x) => !isMissing(x)).join(" · ");
+      return `<strong>${text(v)}</strong>${where ? ` <span class="tag">${esc(where)}</span>` : ""}`;
+    },
+    cls: () => "nowrap",
+  },
   { key: "side", label: "Side", fmt: sideBadge },
-  { key: "exchange", label: "Exchange" },
-  { key: "market", label: "Market" },
   { key: "strategy", label: "Strategy" },
   { key: ["quantity", "amount"], label: "Quantity", num: true, fmt: (v) => qty(v) },
-  { key: "entry_price", label: "Entry", num: true, fmt: price },
-  { key: ["mark_price", "last_price"], label: "Now", num: true, fmt: price },
+  {
+    key: "entry_price",
+    label: "Entry",
+    num: true,
+    fmt: (v, p) => (isMissing(p.entry_fee_usd) ? price(v) : `<span title="${esc(`entry fee ${usd(p.entry_fee_usd)}`)}">${price(v)}</span>`),
+  },
+  {
+    key: ["mark_price", "last_price"],
+    label: "Now",
+    num: true,
+    fmt: (v, r) => (r.mark_ts_ns ? `<span title="${esc(`marked ${fullDateTime(r.mark_ts_ns)}`)}">${price(v)}</span>` : price(v)),
+  },
   { key: ["stop_price", "stop_loss"], label: "Stop", num: true, fmt: price },
   { key: ["notional_usd", "amount_usd"], label: "Size", num: true, fmt: (v) => usd(v) },
-  { key: "unrealized_pnl_usd", label: "Open profit / loss", num: true, fmt: signedUsd },
-  { key: ["opened_ts_ns", "ts_ns"], label: "Opened", fmt: (v) => `<span title="${esc(fullDateTime(v))}">${esc(dateTime(v))}</span>` },
-  { key: ["position_id", "allocation_id"], label: "Id", fmt: (v) => `<span class="muted small mono">${text(v)}</span>` },
+  { key: "allocation_usd", label: "Set aside", num: true, fmt: (v) => usd(v) },
+  { key: "unrealized_pnl_usd", label: "Open P/L", num: true, fmt: signedUsd },
+  { key: ["opened_ts_ns", "ts_ns"], label: "Opened", fmt: timeCell, cls: () => "nowrap" },
+  { key: ["trade_id", "position_id"], label: "Trade", fmt: idCell, cls: () => "nowrap" },
 ];
+// Shown inside other cells (exchange and market by the symbol, fee and mark time as tooltips).
+const POSITION_SKIP = new Set(["allocation_id", "mark_ts_ns", "exchange", "market", "entry_fee_usd"]);
 
 async function loadPositions() {
   const data = await api("/positions", { query: { limit: 100 } });
   const rows = itemsOf(data, "positions");
-  renderTable($("positions-table"), rows, POSITION_COLUMNS, { empty: "No open position.", extras: true });
+  renderTable($("positions-table"), rows, POSITION_COLUMNS, {
+    empty: "No open position.",
+    extras: true,
+    skip: POSITION_SKIP,
+  });
   const total = Number(data?.total);
   $("positions-total").textContent = Number.isFinite(total) && total > rows.length ? `${rows.length} of ${total}` : "";
 }
 
 const TRADE_COLUMNS = [
-  { key: ["closed_ts_ns", "ts_ns"], label: "Closed", fmt: (v) => `<span title="${esc(fullDateTime(v))}">${esc(dateTime(v))}</span>` },
+  { key: ["closed_ts_ns", "ts_ns"], label: "Closed", fmt: timeCell, cls: () => "nowrap" },
   { key: "symbol", label: "Symbol", fmt: (v) => `<strong>${text(v)}</strong>` },
   { key: "side", label: "Side", fmt: sideBadge },
   { key: "exchange", label: "Exchange" },
@@ -558,7 +619,7 @@ const TRADE_COLUMNS = [
   { key: "fees_usd", label: "Fees", num: true, fmt: (v) => usd(v) },
   { key: "realized_pnl_usd", label: "Profit / loss", num: true, fmt: signedUsd },
   { key: "exit_reason", label: "Why closed", fmt: (v) => (isMissing(v) ? "–" : esc(String(v).replace(/_/g, " "))) },
-  { key: "trade_id", label: "Trade", fmt: (v) => `<span class="muted small mono">${text(v)}</span>` },
+  { key: "trade_id", label: "Trade", fmt: idCell, cls: () => "nowrap" },
 ];
 const TRADE_SKIP = new Set(["allocation_id", "market", "opened_ts_ns"]);
 
@@ -694,6 +755,7 @@ function handleEvent(msg) {
   const type = msg.event_type;
   const p = msg.payload || {};
   const tsMs = Number(msg.ts_ns) / 1e6;
+  noteNodeTime(msg.ts_ns);
   switch (type) {
     case "pool_state":
       state.livePool = { pool: p, tsMs };

@@ -31,8 +31,19 @@ function pointTime(item) {
   return NaN;
 }
 
+/** A tick label fitting the time the chart spans. */
+function tickLabel(value, span, multiYear) {
+  const d = new Date(value);
+  if (span < DAY_MS) return d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  if (span < 7 * DAY_MS) {
+    return d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  }
+  return d.toLocaleDateString(undefined, { month: "short", day: "numeric", ...(multiYear ? { year: "numeric" } : {}) });
+}
+
 export class NavChart {
   constructor(canvas) {
+    this.canvas = canvas;
     this.history = []; // [{x, nav, perUnit}], oldest first
     this.live = null;
     const navColour = cssVar("--accent", "#2563eb");
@@ -108,11 +119,11 @@ export class NavChart {
               autoSkip: true,
               maxTicksLimit: 8,
               callback: (value) => {
-                const span = this.span();
-                const d = new Date(value);
-                return span < 2 * DAY_MS
-                  ? d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })
-                  : d.toLocaleDateString(undefined, { month: "short", day: "numeric" });
+                const points = this.points();
+                const multiYear =
+                  points.length > 1 &&
+                  new Date(points[0].x).getFullYear() !== new Date(points[points.length - 1].x).getFullYear();
+                return tickLabel(value, this.span(), multiYear);
               },
             },
           },
@@ -138,8 +149,15 @@ export class NavChart {
     return points.length > 1 ? points[points.length - 1].x - points[0].x : 0;
   }
 
+  /** History plus "now": at the node time last seen, never before the last settled
+   * day; while the node's time is unknown, at the last settled day (or the browser's
+   * clock when nothing settled yet). */
   points() {
-    return this.live ? [...this.history, this.live] : this.history;
+    if (!this.live) return this.history;
+    const lastDay = this.history.length ? this.history[this.history.length - 1].x : null;
+    let x = this.live.x ?? lastDay ?? Date.now();
+    if (lastDay !== null && x < lastDay) x = lastDay;
+    return [...this.history, { ...this.live, x }];
   }
 
   /** Settlements as the API returns them (newest first). */
@@ -152,20 +170,32 @@ export class NavChart {
     return this.history.length;
   }
 
-  /** The pool right now (REST /pool or a pool_state event). */
+  /**
+   * The pool right now (REST /pool or a pool_state event) at `timeMs` on the node's
+   * clock; null when unknown (REST): the previous "now", else the last settled day
+   * (the browser's clock is not the node's when the node replays a recording).
+   */
   setLive(timeMs, navUsd, navPerUnit) {
     const nav = Number(navUsd);
     const perUnit = Number(navPerUnit);
     if (!Number.isFinite(nav)) return;
-    let x = Number.isFinite(timeMs) ? timeMs : Date.now();
-    const lastDay = this.history.length ? this.history[this.history.length - 1].x : -Infinity;
-    if (x < lastDay) x = lastDay; // a replayed clock must not draw "now" before the history
+    const t = timeMs === null || timeMs === undefined ? NaN : Number(timeMs);
+    const x = Number.isFinite(t) ? t : (this.live?.x ?? null);
     this.live = { x, nav, perUnit };
+    this.redraw();
+  }
+
+  /** The node's clock moved on (a later event or as_of stamp): "now" follows it. */
+  setNow(timeMs) {
+    if (!this.live || !Number.isFinite(timeMs)) return;
+    if (this.live.x !== null && timeMs <= this.live.x) return;
+    this.live = { ...this.live, x: timeMs };
     this.redraw();
   }
 
   redraw() {
     const points = this.points();
+    this.canvas.dataset.points = String(points.length); // for tests and curious people
     this.chart.data.datasets[0].data = points.map((p) => ({ x: p.x, y: p.nav }));
     const x = this.chart.options.scales.x;
     x.min = points.length ? points[0].x : undefined;

@@ -31,7 +31,8 @@ export function pick(row, column) {
  * @param {HTMLTableElement} table
  * @param {object[]} rows
  * @param {Column[]} columns
- * @param {{empty?: string, extras?: boolean, rowAttrs?: (row: object) => string}} [options]
+ * @param {{empty?: string, extras?: boolean, skip?: Set<string>,
+ *          rowAttrs?: (row: object) => string}} [options]  skip: fields never shown as extras
  */
 export function renderTable(table, rows, columns, options = {}) {
   const list = Array.isArray(rows) ? rows : [];
@@ -42,7 +43,8 @@ export function renderTable(table, rows, columns, options = {}) {
     const extra = [];
     for (const row of list) {
       for (const [k, v] of Object.entries(row)) {
-        if (known.has(k) || SKIP_EXTRA.has(k) || k.startsWith("_") || extra.includes(k)) continue;
+        if (known.has(k) || SKIP_EXTRA.has(k) || options.skip?.has(k)) continue;
+        if (k.startsWith("_") || extra.includes(k)) continue;
         if (v !== null && typeof v === "object") continue;
         extra.push(k);
       }
