@@ -55,7 +55,7 @@ from corec.core.errors import ExchangeError, PermanentExchangeError, TemporaryEx
 from corec.core.logging import mask_secrets, register_secret
 from corec.exchanges.credentials import Credentials
 from corec.exchanges.request_stats import RequestStats
-from corec.messages.exchange_data import Market, OpenOrder, Ticker
+from corec.messages.exchange_data import BookLevel, Market, OpenOrder, OrderBook, Ticker
 
 T = TypeVar("T")
 
@@ -184,7 +184,7 @@ class UnknownSymbolError(PermanentExchangeError):
 
 
 class CcxtTickerSource:
-    """Tickers (and open orders) of one exchange and market through CCXT.
+    """Tickers (and open orders, order books) of one exchange and market through CCXT.
 
     Args:
         exchange_id: any CCXT id (``binance``, ``binanceusdm``, ``kucoin``,
@@ -216,7 +216,8 @@ class CcxtTickerSource:
             ``api_url`` that is not an http(s) URL, or no sandbox on this exchange.
 
     Counters: ``requests_made`` — CCXT REST calls issued (``load_markets``,
-    ``fetch_tickers``, ``fetch_ticker``, ``fetch_open_orders``), failed ones included;
+    ``fetch_tickers``, ``fetch_ticker``, ``fetch_open_orders``, ``fetch_order_book``),
+    failed ones included;
     ``skipped`` — tickers dropped because none of bid/ask/last was a positive price or
     the ticker was inconsistent; ``missing`` — requested symbols the exchange did not
     return; ``markets_from_cache`` — markets came from the disk cache.
@@ -467,6 +468,63 @@ class CcxtTickerSource:
             else:
                 orders.append(order)
         return orders
+
+    async def fetch_order_book(self, symbol: str, depth: int = 20) -> OrderBook:
+        """``symbol``'s order book, ``depth`` levels per side (CCXT ``fetch_order_book``).
+
+        One request (binance spot: ``GET /api/v3/depth?symbol=BTCUSDT&limit=20``), through
+        CCXT's rate limiter like every call of this source; ``symbol`` may be any listed
+        symbol of this ``market``, not only the polled ones. Where an exchange accepts
+        only some sizes (binance futures: 5, 10, 20, 50, 100, 500, 1000; bybit spot: at
+        most 50) the nearest accepted size is asked and the answer trimmed.
+
+        Returns:
+            An :class:`OrderBook` with ``source="exchange"``: bids best (highest) first,
+            asks best (lowest) first, at most ``depth`` each, ``Decimal`` prices and
+            amounts (levels with a price that is not positive, or an amount that is
+            missing or negative, are left out); ``exchange_ts_ns`` from the answer's
+            ``timestamp``, or the receive time when it has none.
+
+        Raises:
+            UnknownSymbolError: ``symbol`` is not listed, or is of another market kind.
+            PermanentExchangeError: ``depth`` below 1, a closed source, a refused request.
+            TemporaryExchangeError: as :meth:`fetch` (also an answer that is not a book).
+        """
+        self._check_open()
+        if depth < 1:
+            raise PermanentExchangeError(self.exchange_id, f"depth must be >= 1, got {depth}")
+        markets = await self.load_markets()
+        info = markets.get(symbol)
+        if info is None or not self._fits(info):
+            listed = sorted(s for s, i in markets.items() if self._fits(i))
+            reason = (
+                f"{symbol!r} is not listed on its {self.market} markets"
+                if info is None
+                else f"{symbol!r} is a {info.get('type')} market, not {self.market}"
+            )
+            raise UnknownSymbolError(
+                self.exchange_id,
+                symbol,
+                reason,
+                difflib.get_close_matches(symbol, listed, n=5, cutoff=0.5),
+            )
+        limit = _book_limit(self.exchange_id, self.market, depth)
+        raw = await self._call(lambda: self._exchange.fetch_order_book(symbol, limit))
+        received = self._clock.now_ns()
+        if not isinstance(raw, Mapping):
+            raise TemporaryExchangeError(
+                self.exchange_id, f"order book answer is {type(raw).__name__}, not a map"
+            )
+        return OrderBook(
+            exchange=self.exchange_name,
+            market=self.market,
+            symbol=symbol,
+            bids=_book_levels(raw.get("bids"), depth, descending=True),
+            asks=_book_levels(raw.get("asks"), depth, descending=False),
+            exchange_ts_ns=_timestamp_ns(raw.get("timestamp")) or received,
+            received_ts_ns=received,
+            source="exchange",
+        )
 
     async def load_markets(self) -> Mapping[str, Any]:
         """The exchange's markets of this ``market`` kind, from the disk cache when fresh.
@@ -731,6 +789,37 @@ def _with_books(tickers: Mapping[str, Any], books: Any) -> dict[str, Any]:
                 **{k: book.get(k) for k in ("bid", "ask", "bidVolume", "askVolume")},
             }
     return merged
+
+
+_BINANCE_FUTURES_DEPTHS = (5, 10, 20, 50, 100, 500, 1000)
+_BYBIT_SPOT_MAX_DEPTH = 50
+
+
+def _book_limit(exchange_id: str, market: str, depth: int) -> int:
+    """The ``limit`` to ask ``fetch_order_book`` for ``depth`` levels on this class."""
+    if exchange_id in ("binanceusdm", "binancecoinm") or (
+        exchange_id == "binance" and market == "futures"
+    ):
+        return next((n for n in _BINANCE_FUTURES_DEPTHS if n >= depth), 1000)
+    if exchange_id == "bybit" and market == "spot":
+        return min(depth, _BYBIT_SPOT_MAX_DEPTH)
+    return depth
+
+
+def _book_levels(raw: Any, depth: int, *, descending: bool) -> tuple[BookLevel, ...]:
+    """CCXT's ``[[price, amount, …], …]`` as at most ``depth`` :class:`BookLevel`, best
+    first; unusable levels (price not positive, amount missing or negative) left out."""
+    if not isinstance(raw, Sequence) or isinstance(raw, str):
+        return ()
+    levels: list[BookLevel] = []
+    for entry in raw:
+        if not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) < 2:
+            continue
+        price, amount = _price(entry[0]), _volume(entry[1])
+        if price is not None and amount is not None:
+            levels.append(BookLevel(price=price, amount=amount))
+    levels.sort(key=lambda level: level.price, reverse=descending)
+    return tuple(levels[:depth])
 
 
 def _ccxt_pro() -> Any:

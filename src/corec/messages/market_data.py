@@ -7,13 +7,15 @@
   mid, spread, the cross-exchange gap, futures basis, staleness per venue), after the
   snapshots of each ticker batch. Consumers that only want snapshots ignore it.
 
+Also the ``market_monitor.consolidated`` request endpoint (:data:`CONSOLIDATED`).
+
 Prices are in the quote currency of the symbol; ``*_bps`` are basis points to 4 decimals.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import ClassVar
+from typing import ClassVar, Final
 
 import msgspec
 
@@ -204,3 +206,34 @@ class ConsolidatedQuote(Payload, frozen=True, kw_only=True, gc=False):
             raise ValueError("high_mid/low_mid and their exchanges must be given together")
         if self.market == "spot" and self.basis:
             raise ValueError("basis is only quoted on futures")
+
+
+# -- query endpoint (read by the API and other readers) ----------------------------------
+
+CONSOLIDATED: Final = "market_monitor.consolidated"
+"""Request endpoint: :class:`ConsolidatedRequest` → :class:`ConsolidatedQuotes` |
+:class:`~corec.core.queries.Refused` (the consolidated view of every symbol now)."""
+
+
+class ConsolidatedRequest(Payload, frozen=True, kw_only=True):
+    """Ask market_monitor for its consolidated view; ``None`` filters match anything.
+
+    Fields:
+        symbol: a CCXT unified symbol (``BTC/USDT:USDT``), or a pair (``BTC/USDT``)
+            matching the pair's spot symbol and its futures.
+        market: ``spot`` or ``futures``.
+    """
+
+    TYPE: ClassVar[str] = "consolidated_request"
+    symbol: str | None = None
+    market: Market | None = None
+
+
+class ConsolidatedQuotes(Payload, frozen=True, kw_only=True):
+    """Reply to :class:`ConsolidatedRequest`: one :class:`ConsolidatedQuote` per (market,
+    symbol) seen, built from each venue's latest ticker with ages and staleness measured
+    at ``as_of_ts_ns`` (node clock, UTC ns); sorted by pair, market, symbol."""
+
+    TYPE: ClassVar[str] = "consolidated_quotes"
+    as_of_ts_ns: int
+    items: tuple[ConsolidatedQuote, ...]

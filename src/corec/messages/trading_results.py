@@ -5,12 +5,17 @@ Consumed by capital_pool (marks open positions, settles closed trades exactly on
 
 Money: all ``*_usd`` in the quote currency (USD/USDT, treated as USD), 8 decimals;
 ``quantity`` in the base asset. ``realized_pnl_usd`` is net of both fees.
+
+Also trading_execution's request endpoints ``trading_execution.positions``
+(:data:`POSITIONS`) and ``trading_execution.trades`` (:data:`TRADES`).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal
+
+import msgspec
 
 from corec.core.events import Payload
 from corec.messages._checks import (
@@ -121,3 +126,104 @@ class AllocationUnused(Payload, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         require_text("allocation_id", self.allocation_id)
+
+
+# -- query endpoints (read by the API and other readers) ---------------------------------
+
+POSITIONS: Final = "trading_execution.positions"
+"""Request endpoint: :class:`PositionsRequest` → :class:`PositionsPage` |
+:class:`~corec.core.queries.Refused` (open positions, marked at the latest price seen)."""
+
+TRADES: Final = "trading_execution.trades"
+"""Request endpoint: :class:`TradesRequest` → :class:`TradesPage` |
+:class:`~corec.core.queries.Refused` (closed trades, newest first)."""
+
+
+class PositionsRequest(Payload, frozen=True, kw_only=True):
+    """Ask trading_execution for its open positions; ``None`` filters match anything.
+
+    Fields:
+        strategy: a strategy name; symbol: a CCXT unified symbol (exact).
+        limit, offset: paging (1 ≤ limit ≤ 1000, offset ≥ 0).
+    """
+
+    TYPE: ClassVar[str] = "positions_request"
+    strategy: str | None = None
+    symbol: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+class PositionRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One open position, inside a :class:`PositionsPage`.
+
+    Fields:
+        trade_id: the position's id (its ``PositionOpened`` and future ``TradeClosed``).
+        allocation_id: the capital_pool allocation funding it.
+        strategy, exchange, market, symbol, side: what is held.
+        quantity: base-asset quantity; entry_price: entry fill price (quote currency).
+        entry_fee_usd: fee paid on the entry fill.
+        allocation_usd: capital granted for it.
+        mark_price: the instrument's latest price seen on ``market_data`` since the node
+            started (``MarketSnapshot.price``, as capital_pool marks it); ``None`` if none.
+        mark_ts_ns: that price's exchange timestamp (UTC ns), ``None`` without a mark.
+        notional_usd: ``quantity × mark_price`` (``× entry_price`` without a mark).
+        unrealized_pnl_usd: ``(mark - entry) × quantity`` (sign flipped for shorts) minus
+            the entry fee, as capital_pool computes NAV; ``None`` without a mark.
+        stop_price: the stop-loss price.
+        opened_ts_ns: entry fill time, UTC ns.
+    """
+
+    trade_id: str
+    allocation_id: str
+    strategy: str
+    exchange: str
+    market: Market
+    symbol: str
+    side: PositionSide
+    quantity: Decimal
+    entry_price: Decimal
+    entry_fee_usd: Decimal
+    allocation_usd: Decimal
+    mark_price: Decimal | None
+    mark_ts_ns: int | None
+    notional_usd: Decimal
+    unrealized_pnl_usd: Decimal | None
+    stop_price: Decimal
+    opened_ts_ns: int
+
+
+class PositionsPage(Payload, frozen=True, kw_only=True):
+    """Reply to :class:`PositionsRequest`: ``total`` matching positions before paging;
+    ``items`` newest first (by ``opened_ts_ns``, then ``trade_id``)."""
+
+    TYPE: ClassVar[str] = "positions_page"
+    total: int
+    items: tuple[PositionRow, ...]
+
+
+class TradesRequest(Payload, frozen=True, kw_only=True):
+    """Ask trading_execution for closed trades; ``None`` filters match anything.
+
+    Fields:
+        strategy: a strategy name; symbol: a CCXT unified symbol (exact).
+        from_ts_ns, to_ts_ns: ``from_ts_ns ≤ closed_ts_ns < to_ts_ns`` (UTC ns).
+        limit, offset: paging (1 ≤ limit ≤ 1000, offset ≥ 0).
+    """
+
+    TYPE: ClassVar[str] = "trades_request"
+    strategy: str | None = None
+    symbol: str | None = None
+    from_ts_ns: int | None = None
+    to_ts_ns: int | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+class TradesPage(Payload, frozen=True, kw_only=True):
+    """Reply to :class:`TradesRequest`: ``total`` matching trades before paging; ``items``
+    newest first (by ``closed_ts_ns``, then ``trade_id`` descending)."""
+
+    TYPE: ClassVar[str] = "trades_page"
+    total: int
+    items: tuple[TradeClosed, ...]

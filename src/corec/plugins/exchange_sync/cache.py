@@ -82,6 +82,10 @@ class TickerCache:
             if ticker.received_ts_ns >= oldest and matches(ticker, exchange, market, symbol)
         ]
 
+    def get(self, exchange: str, market: str, symbol: str) -> Ticker | None:
+        """The latest ticker of one instrument, however old; ``None`` if never seen."""
+        return self._latest.get((exchange, market, symbol))
+
     def __len__(self) -> int:
         return len(self._latest)
 

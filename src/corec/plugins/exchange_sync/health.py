@@ -1,4 +1,5 @@
-"""One exchange's health, as stored in ``exchange_health`` and shown by ``corec exchanges``."""
+"""One exchange's health, as stored in ``exchange_health`` and shown by ``corec exchanges``;
+and each of its markets' request statistics (served by ``exchange_sync.health``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from corec.core.clock import format_ts
+from corec.exchanges.request_stats import RequestStats
 
 
 @dataclass
@@ -56,3 +58,39 @@ class ExchangeHealth:
         data["last_success"] = format_ts(data.pop("last_success_ts_ns"))
         data["updated"] = format_ts(data.pop("updated_ts_ns"))
         return data
+
+
+@dataclass
+class MarketStats(RequestStats):
+    """One exchange market's requests and polls (a row of ``exchange_sync.health``).
+
+    Every request recorded here is recorded in ``parent`` too (the exchange's
+    :class:`RequestStats`, behind :class:`ExchangeHealth`).
+
+    Fields (beyond :class:`RequestStats`'):
+        parent: the exchange's statistics.
+        failed_polls: ticker polls of this market that failed after their retries.
+        tickers: tickers received from this market.
+        last_success_ts_ns: the last successful poll or stream update (node clock, UTC ns).
+    """
+
+    parent: RequestStats | None = None
+    failed_polls: int = 0
+    tickers: int = 0
+    last_success_ts_ns: int | None = None
+    _percentiles_at: int = -1
+    _percentiles: tuple[Decimal | None, Decimal | None] = (None, None)
+
+    def record(self, latency_ns: int | None, error_kind: str | None = None) -> None:
+        """Count one request here and in :attr:`parent` (see :meth:`RequestStats.record`)."""
+        super().record(latency_ns, error_kind)
+        if self.parent is not None:
+            self.parent.record(latency_ns, error_kind)
+
+    def percentiles_ms(self) -> tuple[Decimal | None, Decimal | None]:
+        """``(p50, p95)`` latency in ms (see :meth:`RequestStats.latency_ms`), computed
+        again only after a new request, so reading health often costs nothing."""
+        if self._percentiles_at != self.requests:
+            self._percentiles = (self.latency_ms(50), self.latency_ms(95))
+            self._percentiles_at = self.requests
+        return self._percentiles

@@ -1,7 +1,10 @@
 """exchange_sync plugin: publishes ``exchange_data`` from a replayed recording or from
 CCXT (polls or streams of the configured exchanges, and their open orders), keeps the
 latest tickers in a cache served as ``exchange_sync.latest``, stores every ticker, and
-records each exchange's health."""
+records each exchange's health.
+
+Query endpoints (:mod:`.queries`): ``exchange_sync.health``, ``exchange_sync.open_orders``,
+``exchange_sync.order_book``."""
 
 from __future__ import annotations
 
@@ -17,17 +20,28 @@ from corec.core.errors import ConfigError, InvalidEvent, PermanentExchangeError,
 from corec.core.events import Payload
 from corec.core.notices import BreakerState
 from corec.core.plugin import Plugin, PluginContext, PluginHealth
+from corec.core.queries import Refused
 from corec.core.store import Store
 from corec.exchanges.credentials import default_prefix, load_credentials
 from corec.exchanges.replay import Instrument, RecordingError, RecordingReader
 from corec.messages.exchange_data import (
+    HEALTH,
     LATEST,
+    OPEN_ORDERS,
+    ORDER_BOOK,
+    ExchangeHealthReport,
+    ExchangeHealthRequest,
     LatestRequest,
     LatestTickers,
+    OpenOrdersPage,
+    OpenOrdersRequest,
     OpenOrdersSnapshot,
+    OrderBook,
+    OrderBookRequest,
     Ticker,
     TickerBatch,
 )
+from corec.plugins.exchange_sync import queries
 from corec.plugins.exchange_sync.cache import RedisTickerMirror, TickerCache
 from corec.plugins.exchange_sync.config import ExchangeSyncConfig
 from corec.plugins.exchange_sync.storage import (
@@ -56,7 +70,7 @@ class ExchangeSyncPlugin(Plugin):
     name = "exchange_sync"
     Config = ExchangeSyncConfig
     publishes = (channels.EXCHANGE_DATA, channels.SYSTEM, channels.ALERTS)
-    serves = (LATEST,)
+    serves = (LATEST, HEALTH, OPEN_ORDERS, ORDER_BOOK)
     migrations = Path(__file__).parent / "migrations"
     status_key = "exchange_sync"
 
@@ -83,6 +97,9 @@ class ExchangeSyncPlugin(Plugin):
             )
             ctx.spawn("cache_mirror", self._flush_mirror_periodically)
         ctx.serve(LATEST, self._latest)
+        ctx.serve(HEALTH, self._health)
+        ctx.serve(OPEN_ORDERS, self._open_orders)
+        ctx.serve(ORDER_BOOK, self._order_book)
         if self.config.source == "replay":
             await self._prepare_replay()
             ctx.spawn("replay", self._replay, essential=True)
@@ -275,6 +292,36 @@ class ExchangeSyncPlugin(Plugin):
         )
         return LatestTickers(as_of_ts_ns=now, tickers=tuple(tickers))
 
+    async def _health(self, request: Payload) -> ExchangeHealthReport | Refused:
+        if not isinstance(request, ExchangeHealthRequest):
+            return _wrong_type(HEALTH, "ExchangeHealthRequest", request)
+        replay = self.config.replay
+        replaying = self.config.source == "replay"
+        return queries.health_report(
+            self.ctx.clock.now_ns(),
+            self.workers.values(),
+            self.cache.get(replay.exchange, replay.market, replay.symbol) if replaying else None,
+            replay_instrument=(replay.exchange, replay.market) if replaying else None,
+            tickers_replayed=self.published,
+        )
+
+    async def _open_orders(self, request: Payload) -> OpenOrdersPage | Refused:
+        if not isinstance(request, OpenOrdersRequest):
+            return _wrong_type(OPEN_ORDERS, "OpenOrdersRequest", request)
+        return await queries.open_orders_page(self.ctx.store, request)  # type: ignore[arg-type]
+
+    async def _order_book(self, request: Payload) -> OrderBook | Refused:
+        if not isinstance(request, OrderBookRequest):
+            return _wrong_type(ORDER_BOOK, "OrderBookRequest", request)
+        if self.config.source != "replay":
+            return await queries.live_order_book(self.workers, request)
+        replay = self.config.replay
+        return queries.ticker_order_book(
+            request,
+            [(replay.exchange, replay.market)],
+            self.cache.get(request.exchange, request.market, request.symbol),
+        )
+
     async def _flush_mirror_periodically(self) -> None:
         assert self.mirror is not None
         while not await self.ctx.sleep(MIRROR_FLUSH_S):
@@ -375,3 +422,9 @@ class ExchangeSyncPlugin(Plugin):
             return {"tickers_stored": 0, "last_ts": None}
         count, last_ts_ns = await ticker_stats(store)
         return {"tickers_stored": count, "last_ts": format_ts(last_ts_ns)}
+
+
+def _wrong_type(endpoint: str, expected: str, request: Payload) -> Refused:
+    return Refused(
+        code="invalid", message=f"{endpoint} takes {expected}, got {type(request).__name__}"
+    )

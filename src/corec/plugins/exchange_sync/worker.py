@@ -37,9 +37,15 @@ from corec.core.resilience import BreakerListener, CircuitBreaker, retry
 from corec.exchanges.ccxt_source import CcxtTickerSource, UnknownSymbolError
 from corec.exchanges.credentials import Credentials
 from corec.exchanges.request_stats import RequestStats
-from corec.messages.exchange_data import Market, OpenOrdersSnapshot, Ticker
+from corec.messages.exchange_data import (
+    ExchangeHealthRow,
+    Market,
+    OpenOrdersSnapshot,
+    OrderBook,
+    Ticker,
+)
 from corec.plugins.exchange_sync.config import CcxtSettings, ExchangeSettings
-from corec.plugins.exchange_sync.health import ExchangeHealth
+from corec.plugins.exchange_sync.health import ExchangeHealth, MarketStats
 
 TickersSink = Callable[[list[Ticker]], Awaitable[None]]
 OrdersSink = Callable[[OpenOrdersSnapshot], Awaitable[None]]
@@ -110,8 +116,10 @@ class ExchangeWorker:
             on_change=on_breaker,
         )
         self.sources: dict[Market, CcxtTickerSource] = {}
+        self.market_stats: dict[Market, MarketStats] = {}
         for market, market_settings in settings.markets():
             api_url = market_settings.api_url or settings.api_url
+            self.market_stats[market] = MarketStats(parent=self.stats)
             self.sources[market] = CcxtTickerSource(
                 market_settings.id,
                 market,
@@ -129,7 +137,7 @@ class ExchangeWorker:
                 skip_unknown=ccxt.skip_unknown_symbols,
                 markets_ttl_s=ccxt.markets_cache_ttl_s,
                 stream=ccxt.mode == "stream",
-                stats=self.stats,
+                stats=self.market_stats[market],
             )
         self.has_credentials = credentials is not None
         self.streaming: set[Market] = set()
@@ -259,6 +267,9 @@ class ExchangeWorker:
             failures = 0
             self.health_.tickers += len(tickers)
             self.health_.last_success_ts_ns = self.ctx.clock.now_ns()
+            stats = self.market_stats[market]
+            stats.tickers += len(tickers)
+            stats.last_success_ts_ns = self.health_.last_success_ts_ns
             if tickers:
                 await self._deliver("tickers", self._on_tickers(tickers))
 
@@ -288,11 +299,17 @@ class ExchangeWorker:
         try:
             for market in markets or list(self.sources):
                 source = self.sources[market]
+                stats = self.market_stats[market]
                 try:
-                    tickers += await self._retry(source.fetch, attempts=1 if probing else None)
+                    got = await self._retry(source.fetch, attempts=1 if probing else None)
                 except ExchangeError as exc:
                     errors.append(exc)
                     self._pause_for(exc)
+                    stats.failed_polls += 1
+                else:
+                    tickers += got
+                    stats.tickers += len(got)
+                    stats.last_success_ts_ns = self.ctx.clock.now_ns()
                 self._report_dropped(market, source)
         except _Stopping:
             await self.breaker.record_failure("stopped during the poll")
@@ -361,6 +378,34 @@ class ExchangeWorker:
                 taken += 1
         self.orders_snapshots += taken
         return taken
+
+    # -- order book (exchange_sync.order_book) ------------------------------------------
+    async def order_book(self, market: Market, symbol: str, depth: int) -> OrderBook:
+        """One request for ``symbol``'s book on ``market`` (CCXT ``fetch_order_book``).
+
+        Only while the breaker is closed and no ``Retry-After`` wait runs (like
+        :meth:`orders_once`); one attempt, no retries (the reader may ask again); the
+        outcome is recorded in the market's request statistics but does not move the
+        breaker, which follows the ticker polls. A ``Retry-After`` in a failure is
+        honoured by the whole exchange.
+
+        Raises:
+            CircuitOpenError: the breaker is not closed, or a ``Retry-After`` wait runs
+                (``retry_in_s`` says how long); no request was made.
+            KeyError: ``market`` is not configured for this exchange.
+            ExchangeError: from :meth:`CcxtTickerSource.fetch_order_book`.
+        """
+        source = self.sources[market]
+        if self.breaker.state != "closed":
+            raise CircuitOpenError(self.breaker.name, self.breaker.retry_in_s())
+        wait_ns = self._not_before_ns - self.ctx.clock.now_ns()
+        if wait_ns > 0:
+            raise CircuitOpenError(self.breaker.name, wait_ns / NS_PER_S)
+        try:
+            return await source.fetch_order_book(symbol, depth)
+        except ExchangeError as exc:
+            self._pause_for(exc)
+            raise
 
     # -- helpers -----------------------------------------------------------------------------
     async def _retry(self, call: Callable[[], Awaitable[T]], *, attempts: int | None = None) -> T:
@@ -439,6 +484,35 @@ class ExchangeWorker:
             updated_ts_ns=self.ctx.clock.now_ns(),
             sink_errors=h.sink_errors,
         )
+
+    def market_rows(self) -> list[ExchangeHealthRow]:
+        """One ``exchange_sync.health`` row per market, from memory (cheap)."""
+        rows = []
+        for market, stats in self.market_stats.items():
+            p50, p95 = stats.percentiles_ms()
+            if market in self.streaming:
+                feed = "stream"
+            elif self.ccxt.mode == "stream" and self.sources[market].can_stream:
+                feed = "poll (stream failing)"
+            else:
+                feed = "poll"
+            rows.append(
+                ExchangeHealthRow(
+                    exchange=self.name,
+                    market=market,
+                    breaker=self.breaker.state,
+                    last_success_ts_ns=stats.last_success_ts_ns,
+                    failed_polls=stats.failed_polls,
+                    latency_p50_ms=p50,
+                    latency_p95_ms=p95,
+                    errors=dict(stats.errors_by_kind),
+                    requests=stats.requests,
+                    tickers=stats.tickers,
+                    feed=feed,
+                    last_error=self.health_.last_error,
+                )
+            )
+        return rows
 
     async def close(self) -> None:
         """Close every market's HTTP/WebSocket session."""

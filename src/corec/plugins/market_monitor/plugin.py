@@ -4,6 +4,9 @@ Per ticker a :class:`MarketSnapshot`; after each ticker batch, a
 :class:`ConsolidatedQuote` per symbol the batch touched (see :mod:`.consolidate`).
 Alerts: ``price_move``, ``stale_data`` (per venue), ``cross_exchange_gap`` (per
 symbol) and ``futures_basis`` (per exchange and contract), each once per excursion.
+
+Query endpoint ``market_monitor.consolidated`` (:mod:`.queries`): every symbol's
+consolidated quote now, from the same latest tickers.
 """
 
 from __future__ import annotations
@@ -14,10 +17,17 @@ from typing import Any
 from corec.core import channels
 from corec.core.clock import NS_PER_S, format_ts
 from corec.core.errors import InvalidEvent
-from corec.core.events import Event
+from corec.core.events import Event, Payload
 from corec.core.plugin import Plugin, PluginContext, PluginHealth
+from corec.core.queries import Refused
 from corec.messages.exchange_data import OpenOrdersSnapshot, Ticker, TickerBatch, pair_of
-from corec.messages.market_data import ConsolidatedQuote, MarketSnapshot
+from corec.messages.market_data import (
+    CONSOLIDATED,
+    ConsolidatedQuote,
+    ConsolidatedQuotes,
+    ConsolidatedRequest,
+    MarketSnapshot,
+)
 from corec.plugins.market_monitor.analytics import (
     InstrumentState,
     PriceWindow,
@@ -27,6 +37,7 @@ from corec.plugins.market_monitor.analytics import (
 )
 from corec.plugins.market_monitor.config import MarketMonitorConfig
 from corec.plugins.market_monitor.consolidate import GroupKey, consolidate_symbol
+from corec.plugins.market_monitor.queries import consolidated_quotes
 
 Key = tuple[str, str, str]
 BasisKey = tuple[str, str]
@@ -41,6 +52,7 @@ class MarketMonitorPlugin(Plugin):
     Config = MarketMonitorConfig
     consumes = (channels.EXCHANGE_DATA,)
     publishes = (channels.MARKET_DATA, channels.ALERTS)
+    serves = (CONSOLIDATED,)
     status_key = None
 
     config: MarketMonitorConfig
@@ -68,10 +80,21 @@ class MarketMonitorPlugin(Plugin):
         self.basis_alerts = 0
         self._next_stale_scan_ns = 0
         ctx.subscribe(channels.EXCHANGE_DATA, self._on_exchange_data)
+        ctx.serve(CONSOLIDATED, self._consolidated)
         if not ctx.clock.is_simulated:
             ctx.spawn("stale_check", self._check_stale_periodically)
             if self.interval_ns:
                 ctx.spawn("consolidate", self._publish_held_periodically)
+
+    async def _consolidated(self, request: Payload) -> ConsolidatedQuotes | Refused:
+        if not isinstance(request, ConsolidatedRequest):
+            return Refused(
+                code="invalid",
+                message=f"{CONSOLIDATED} takes ConsolidatedRequest, got {type(request).__name__}",
+            )
+        return consolidated_quotes(
+            self.latest, request, now_ns=self.ctx.clock.now_ns(), stale_after_ns=self.stale_ns
+        )
 
     async def _on_exchange_data(self, event: Event) -> None:
         batch = event.payload

@@ -12,6 +12,16 @@ On every ``market_data`` snapshot of its instrument the engine:
 Every open publishes ``PositionOpened``; every close publishes ``TradeClosed`` with
 ``realized_pnl_usd = gross − entry fee − exit fee``. A lock serialises ticks so two
 concurrent snapshots can never open two positions.
+
+The order gate (DESIGN.md "Modes"): before every order the engine reads the node's mode
+(``ctx.mode``). ``normal`` admits every order; ``safe`` only orders that reduce exposure
+(a stop-loss exit, the close on an opposite cross), so no position is opened; in
+``emergency`` no order at all: open positions stay open (their stops are not executed)
+until the node leaves it. Signals are still computed, so the strategy is in step when
+trading resumes. A live broker would also cancel its resting orders on ``emergency``;
+the paper broker fills market orders at once and never has any. Refused orders are
+counted by mode (:attr:`StrategyEngine.refused_by_mode`) and logged once per mode
+entered, not on every bar.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from typing import Any
 from corec.core import channels
 from corec.core.errors import BusError, InvalidInput
 from corec.core.ids import new_id
+from corec.core.notices import NodeMode
 from corec.core.plugin import PluginContext
 from corec.exchanges.paper import PaperBroker
 from corec.messages.capital_data import (
@@ -72,6 +83,10 @@ class StrategyEngine:
         self.refusals = 0
         self.request_errors = 0
         self.last_refusal: str | None = None
+        self.refused_by_mode: dict[NodeMode, int] = {"safe": 0, "emergency": 0}
+        """Orders the mode gate refused, by the node's mode at the time."""
+        self._gate_mode: NodeMode = "normal"
+        self._refusal_logged = False
 
     def restore(self, row: dict[str, Any]) -> None:
         """Resume an open position stored by an earlier run."""
@@ -98,18 +113,49 @@ class StrategyEngine:
                     if pos.side == "long"
                     else snap.price >= pos.stop_price
                 )
-                if hit:
+                if hit and self.order_allowed(reduces_exposure=True, action="stop_loss"):
                     await self._close(snap, ts, "stop_loss")
             for _minute_end, close in self.minutes.add(ts, snap.price):
                 cross = self.signal.on_close(close)
                 if cross is None:
                     continue
-                if self.position is not None and self.position.side != cross:
+                if (
+                    self.position is not None
+                    and self.position.side != cross
+                    and self.order_allowed(reduces_exposure=True, action="close")
+                ):
                     await self._close(snap, ts, "signal")
-                if self.position is None and (
-                    cross == "long" or self.settings.sides == "long_short"
+                if (
+                    self.position is None
+                    and (cross == "long" or self.settings.sides == "long_short")
+                    and self.order_allowed(reduces_exposure=False, action=f"open {cross}")
                 ):
                     await self._open(snap, ts, cross)
+
+    def order_allowed(self, *, reduces_exposure: bool, action: str) -> bool:
+        """The order gate: may an order be placed now, in the node's mode?
+
+        ``normal``: yes; ``safe``: only if it ``reduces_exposure``; ``emergency``: no.
+        A refusal is counted in :attr:`refused_by_mode`; the first refusal after the
+        mode changed is logged (``order_refused_by_mode``), the rest only counted.
+        """
+        mode = self.ctx.mode
+        if mode != self._gate_mode:
+            self._gate_mode = mode
+            self._refusal_logged = False
+        if mode == "normal" or (mode == "safe" and reduces_exposure):
+            return True
+        self.refused_by_mode[mode] = self.refused_by_mode.get(mode, 0) + 1
+        if not self._refusal_logged:
+            self._refusal_logged = True
+            self.ctx.log.warning(
+                "order_refused_by_mode",
+                strategy=self.settings.name,
+                mode=mode,
+                action=action,
+                note="further refusals in this mode are counted in health, not logged",
+            )
+        return False
 
     async def _open(self, snap: MarketSnapshot, ts: int, side: Signal) -> None:
         s = self.settings
@@ -134,6 +180,17 @@ class StrategyEngine:
         if not isinstance(reply, AllocationGranted):
             self.request_errors += 1
             self.ctx.log.error("allocation_reply_unexpected", reply=type(reply).__name__)
+            return
+        if not self.order_allowed(reduces_exposure=False, action=f"open {side}"):
+            # the mode changed while the pool was asked: give the capital back
+            await self.ctx.publish(
+                channels.TRADING_RESULTS,
+                AllocationUnused(
+                    allocation_id=reply.allocation_id,
+                    reason=f"node in {self.ctx.mode} mode: no new position",
+                ),
+                key=reply.allocation_id,
+            )
             return
         order_side = "buy" if side == "long" else "sell"
         try:
