@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +10,7 @@ from rich.table import Table
 
 from corec.cli.common import ConfigOption, console, fmt_usd, print_json
 from corec.cli.pool import with_pool_service
-from corec.core import money
-from corec.plugins.capital_pool import repository as repo
+from corec.plugins.capital_pool.queries import member_summaries
 from corec.plugins.capital_pool.service import PoolService
 
 app = typer.Typer(help="The pool's members.", no_args_is_help=True)
@@ -44,15 +42,14 @@ def list_(
     """Every member: reinvest choice, units and equity at the latest marks."""
 
     async def members(service: PoolService) -> list[dict[str, Any]]:
-        ledger = service.ledger
-        return [
+        return [  # the figures capital_pool.members answers, as the API shows them
             {
-                "member": row["name"],
-                "reinvest": bool(row["reinvest"]),
-                "units": ledger.member_units.get(str(row["name"]), Decimal(0)),
-                "equity_usd": money.pay(ledger.member_equity_usd(str(row["name"])), money.CENT),
+                "member": s.member,
+                "reinvest": s.reinvest,
+                "units": s.units,
+                "equity_usd": s.equity_usd,
             }
-            for row in await repo.member_rows(service.store)
+            for s in await member_summaries(service)
         ]
 
     rows = with_pool_service(config, members)

@@ -29,8 +29,9 @@ from corec.core.money import parse_decimal
 from corec.messages.capital_data import WithdrawalQueued
 from corec.plugins.capital_pool.config import CapitalPoolConfig
 from corec.plugins.capital_pool.plugin import CapitalPoolPlugin
+from corec.plugins.capital_pool.queries import read_statement
 from corec.plugins.capital_pool.service import PoolService
-from corec.plugins.capital_pool.statement import Statement, build_statement
+from corec.plugins.capital_pool.statement import Statement
 
 app = typer.Typer(
     help="The shared pool: contributions, withdrawals, NAV and members.", no_args_is_help=True
@@ -248,13 +249,7 @@ def statement(
         fail("--json and --csv: choose one")
     start, end = parse_date(from_date, "--from"), parse_date(to_date, "--to")
 
-    async def build(service: PoolService) -> Statement:
-        now_ns = service.clock.now_ns()
-        return await service.store.read(
-            lambda conn: build_statement(conn, service.ledger, member, start, end, now_ns)
-        )
-
-    s = with_pool_service(config, build)
+    s = with_pool_service(config, lambda service: read_statement(service, member, start, end))
     summary = {
         "member": s.member,
         "from": s.from_date.isoformat(),

@@ -4,10 +4,13 @@ became of their notifications."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal
+
+import msgspec
 
 from corec.core.events import Payload
 from corec.core.notices import AlertState, Severity
+from corec.core.queries import DEFAULT_PAGE_LIMIT
 
 DeliveryOutcome = Literal["sent", "failed", "rate_limited", "breaker_open", "gave_up", "fallback"]
 
@@ -87,3 +90,141 @@ class SilenceChanged(Payload, frozen=True, kw_only=True):
     created_by: str
     comment: str = ""
     expired_ts_ns: int | None = None
+
+
+# -- query endpoints (conventions in corec.core.queries) -----------------------------------
+ALERTS: Final = "alert_manager.alerts"
+"""Request endpoint: :class:`AlertsRequest` → :class:`AlertsPage` |
+:class:`~corec.core.queries.Refused` (``invalid``: a bad filter)."""
+
+ACK: Final = "alert_manager.ack"
+"""Request endpoint: :class:`AckRequest` → :class:`AlertAcknowledged` |
+:class:`~corec.core.queries.Refused` (``not_found``: no such alert)."""
+
+SILENCE: Final = "alert_manager.silence"
+"""Request endpoint: :class:`SilenceRequest` → :class:`SilenceChanged` |
+:class:`~corec.core.queries.Refused` (``invalid``: a bad matcher or duration)."""
+
+SILENCES: Final = "alert_manager.silences"
+"""Request endpoint: :class:`SilencesRequest` → :class:`SilencesPage`."""
+
+UNSILENCE: Final = "alert_manager.unsilence"
+"""Request endpoint: :class:`UnsilenceRequest` → :class:`SilenceChanged` |
+:class:`~corec.core.queries.Refused` (``not_found``: no such silence)."""
+
+StoredAlertState = Literal["firing", "resolved", "expired"]
+"""A stored firing's state: ``expired`` = ``resolve_timeout`` passed without a repeat."""
+
+
+class AlertsRequest(Payload, frozen=True, kw_only=True):
+    """List stored alerts (``alert_manager.alerts``), newest first (by first receipt).
+
+    Fields:
+        severity, state: only alerts of this severity / state.
+        name_prefix: only alerts whose name starts with it (``breaker_``: the breakers'
+            history).
+        acked: only acknowledged (``True``) or unacknowledged (``False``) ones.
+        limit, offset: paging (see :mod:`corec.core.queries`).
+    """
+
+    TYPE: ClassVar[str] = "alerts_request"
+    severity: Severity | None = None
+    state: StoredAlertState | None = None
+    name_prefix: str | None = None
+    acked: bool | None = None
+    limit: int = DEFAULT_PAGE_LIMIT
+    offset: int = 0
+
+
+class AlertRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored firing of an alert.
+
+    Fields:
+        alert_id, fingerprint: the firing and its identity (name + labels).
+        occurrences: receipts in this firing; ``starts_ts_ns`` / ``last_ts_ns``: the
+            first and the latest (UTC ns); ``ends_ts_ns``: when it resolved or expired.
+        acked_by, acked_ts_ns: its acknowledgement, if any.
+        muted_by: ``silence:<id>`` or ``inhibited:<fingerprint>`` when muted at receipt.
+    """
+
+    alert_id: str
+    fingerprint: str
+    name: str
+    severity: Severity
+    state: StoredAlertState
+    source: str
+    message: str
+    labels: dict[str, str]
+    occurrences: int
+    starts_ts_ns: int
+    last_ts_ns: int
+    ends_ts_ns: int | None
+    acked_by: str | None
+    acked_ts_ns: int | None
+    muted_by: str | None
+
+
+class AlertsPage(Payload, frozen=True, kw_only=True):
+    """Reply to ``alert_manager.alerts``: ``total`` alerts matched, this page."""
+
+    TYPE: ClassVar[str] = "alerts_page"
+    total: int
+    items: tuple[AlertRow, ...]
+
+
+class AckRequest(Payload, frozen=True, kw_only=True):
+    """Acknowledge an alert (``alert_manager.ack``): it is no longer re-notified while it
+    fires. Acking again keeps the first acknowledgement (the reply says whose)."""
+
+    TYPE: ClassVar[str] = "ack_request"
+    alert_id: str
+    by: str
+
+
+class SilenceRequest(Payload, frozen=True, kw_only=True):
+    """Silence matching alerts from now (``alert_manager.silence``).
+
+    Fields:
+        matchers: Alertmanager's ``LABEL=VALUE``, ``LABEL!=VALUE``, ``LABEL=~REGEX``,
+            ``LABEL!~REGEX`` (``alertname`` and ``severity`` are labels too); all must
+            match.
+        duration_s: how long, in seconds (> 0; fractions allowed).
+        created_by: who; ``comment``: why.
+    """
+
+    TYPE: ClassVar[str] = "silence_request"
+    matchers: tuple[str, ...]
+    duration_s: Decimal
+    created_by: str
+    comment: str = ""
+
+
+class SilencesRequest(Payload, frozen=True, kw_only=True):
+    """List silences (``alert_manager.silences``), newest first (by start).
+
+    Fields:
+        include_expired: also the ones that ended (by time or early).
+        limit, offset: paging.
+    """
+
+    TYPE: ClassVar[str] = "silences_request"
+    include_expired: bool = False
+    limit: int = DEFAULT_PAGE_LIMIT
+    offset: int = 0
+
+
+class SilencesPage(Payload, frozen=True, kw_only=True):
+    """Reply to ``alert_manager.silences``: ``total`` silences matched, this page."""
+
+    TYPE: ClassVar[str] = "silences_page"
+    total: int
+    items: tuple[SilenceChanged, ...]
+
+
+class UnsilenceRequest(Payload, frozen=True, kw_only=True):
+    """End a silence now (``alert_manager.unsilence``); ending one that has ended
+    already answers it unchanged."""
+
+    TYPE: ClassVar[str] = "unsilence_request"
+    silence_id: str
+    by: str

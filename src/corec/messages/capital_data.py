@@ -14,6 +14,7 @@ from typing import ClassVar, Final, Literal
 import msgspec
 
 from corec.core.events import Payload
+from corec.core.queries import DEFAULT_PAGE_LIMIT
 from corec.messages._checks import (
     require_finite,
     require_non_negative,
@@ -367,3 +368,226 @@ class DayClose(Payload, frozen=True, kw_only=True):
     fees_usd: Decimal
     first_entry_ts_ns: int | None
     members: tuple[MemberDay, ...]
+
+
+# -- query endpoints (the API's reads and commands; conventions in corec.core.queries) -----
+STATE: Final = "capital_pool.state"
+"""Request endpoint: :class:`PoolStateRequest` → :class:`PoolState` (the pool now)."""
+
+MEMBERS: Final = "capital_pool.members"
+"""Request endpoint: :class:`MembersRequest` → :class:`MembersPage` |
+:class:`~corec.core.queries.Refused` (``not_found``: an unknown ``member``)."""
+
+FLOWS: Final = "capital_pool.flows"
+"""Request endpoint: :class:`FlowsRequest` → :class:`FlowsPage` |
+:class:`~corec.core.queries.Refused` (``invalid``: a bad filter; ``not_found``: an
+unknown ``member``)."""
+
+CONTRIBUTE: Final = "capital_pool.contribute"
+"""Request endpoint: :class:`ContributeRequest` → :class:`ContributionRecorded` |
+:class:`~corec.core.queries.Refused`."""
+
+WITHDRAW: Final = "capital_pool.withdraw"
+"""Request endpoint: :class:`WithdrawRequest` → :class:`WithdrawalRecorded` |
+:class:`WithdrawalQueued` | :class:`~corec.core.queries.Refused`."""
+
+STATEMENT: Final = "capital_pool.statement"
+"""Request endpoint: :class:`StatementRequest` → :class:`MemberStatement` |
+:class:`~corec.core.queries.Refused`."""
+
+FlowStatus = Literal["done", "queued", "cancelled"]
+"""``done``: journaled (units moved); ``queued``: a withdrawal or distribution waiting
+for free cash; ``cancelled``: a queued one that will not be paid."""
+
+
+class PoolStateRequest(Payload, frozen=True, kw_only=True):
+    """Ask for the pool now (``capital_pool.state``)."""
+
+    TYPE: ClassVar[str] = "pool_state_request"
+
+
+class MembersRequest(Payload, frozen=True, kw_only=True):
+    """List the pool's members (``capital_pool.members``), sorted by name.
+
+    Fields:
+        member: only this member (the API passes a member's own name).
+        limit, offset: paging (see :mod:`corec.core.queries`).
+    """
+
+    TYPE: ClassVar[str] = "members_request"
+    member: str | None = None
+    limit: int = DEFAULT_PAGE_LIMIT
+    offset: int = 0
+
+
+class MemberSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """One member now.
+
+    Fields:
+        reinvest: leaves realized profit in the pool (``False``: paid out daily).
+        units: held now; ``equity_usd``: units × NAV per unit at the latest marks,
+            rounded down to cents (what ``corec members list`` shows).
+        contributed_usd, withdrawn_usd, distributed_usd: every flow of theirs so far
+            (queued withdrawals not yet paid are not counted).
+        pnl_usd: ``equity_usd + withdrawn_usd + distributed_usd - contributed_usd``.
+        joined_ts_ns: when the member was registered (UTC ns).
+    """
+
+    member: str
+    reinvest: bool
+    units: Decimal
+    equity_usd: Decimal
+    contributed_usd: Decimal
+    withdrawn_usd: Decimal
+    distributed_usd: Decimal
+    pnl_usd: Decimal
+    joined_ts_ns: int
+
+
+class MembersPage(Payload, frozen=True, kw_only=True):
+    """Reply to ``capital_pool.members``: ``total`` members matched, this page of them."""
+
+    TYPE: ClassVar[str] = "members_page"
+    total: int
+    items: tuple[MemberSummary, ...]
+
+
+class FlowsRequest(Payload, frozen=True, kw_only=True):
+    """List contributions, withdrawals (queued ones included) and distributions
+    (``capital_pool.flows``), newest first.
+
+    Fields:
+        kind: only this kind; ``member``: only this member's.
+        from_ts_ns, to_ts_ns: only flows with ``from_ts_ns <= ts_ns < to_ts_ns`` (UTC ns).
+        limit, offset: paging.
+    """
+
+    TYPE: ClassVar[str] = "flows_request"
+    kind: FlowKind | None = None
+    member: str | None = None
+    from_ts_ns: int | None = None
+    to_ts_ns: int | None = None
+    limit: int = DEFAULT_PAGE_LIMIT
+    offset: int = 0
+
+
+class FlowRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One contribution, withdrawal or distribution of a member (amounts > 0).
+
+    Fields:
+        flow_id: the contribution, withdrawal or distribution id.
+        amount_usd: paid in or out (``done``), or asked for (``queued``, ``cancelled``).
+        units: issued or burned (always positive); ``nav_per_unit``: the price they
+            moved at (8 decimals). Both ``None`` unless ``status`` is ``done``: a
+            queued flow is priced when it is paid.
+        ts_ns: when it was journaled (``done``) or queued (UTC ns).
+        status: see :data:`FlowStatus`.
+    """
+
+    flow_id: str
+    kind: FlowKind
+    member: str
+    amount_usd: Decimal
+    units: Decimal | None
+    nav_per_unit: Decimal | None
+    ts_ns: int
+    status: FlowStatus
+
+
+class FlowsPage(Payload, frozen=True, kw_only=True):
+    """Reply to ``capital_pool.flows``: ``total`` flows matched, this page, newest first."""
+
+    TYPE: ClassVar[str] = "flows_page"
+    total: int
+    items: tuple[FlowRecord, ...]
+
+
+class ContributeRequest(Payload, frozen=True, kw_only=True):
+    """Record a contribution (``capital_pool.contribute``), as ``corec pool contribute``.
+
+    Fields:
+        member: who pays in; a new name is registered as a member first (with
+            ``reinvest``, default true).
+        amount_usd: whole cents, at least the pool's ``min_contribution_usd``.
+        contribution_id: the client's id (at most 64 characters): the same id is
+            recorded once, and a repeat answers the first record; a new id when ``None``.
+        reinvest: for a new member, their choice; for a known one it must match theirs
+            (``None``: no check).
+    """
+
+    TYPE: ClassVar[str] = "contribute_request"
+    member: str
+    amount_usd: Decimal
+    contribution_id: str | None = None
+    reinvest: bool | None = None
+
+
+class WithdrawRequest(Payload, frozen=True, kw_only=True):
+    """Pay a withdrawal (``capital_pool.withdraw``), as ``corec pool withdraw``: from free
+    cash, or queued (:class:`WithdrawalQueued`) while free cash is out in trades.
+
+    Fields:
+        amount_usd: whole cents, at most the member's equity (with their queued
+            withdrawals counted).
+        withdrawal_id: the client's id (at most 64 characters), recorded once; a new
+            id when ``None``.
+    """
+
+    TYPE: ClassVar[str] = "withdraw_request"
+    member: str
+    amount_usd: Decimal
+    withdrawal_id: str | None = None
+
+
+class StatementRequest(Payload, frozen=True, kw_only=True):
+    """A member's statement over a period (``capital_pool.statement``), as
+    ``corec pool statement``.
+
+    Fields:
+        from_date: first day, ``YYYY-MM-DD`` (UTC); default their first flow's day.
+        to_date: last day, inclusive; default today (the end is capped at now).
+    """
+
+    TYPE: ClassVar[str] = "statement_request"
+    member: str
+    from_date: str | None = None
+    to_date: str | None = None
+
+
+class MemberStatement(Payload, frozen=True, kw_only=True):
+    """Reply to ``capital_pool.statement`` (the figures of ``corec pool statement``).
+
+    Fields:
+        from_date, to_date: the period (``YYYY-MM-DD``, UTC, both inclusive).
+        opening_units, opening_equity_usd, opening_nav_per_unit: the member at the
+            period's start (00:00 UTC of ``from_date``); ``closing_*`` at its end (the
+            end of ``to_date``, or now if sooner). Equity rounded down to cents.
+        contributions_usd, withdrawals_usd, distributions_usd: their flows in the period;
+            ``net_flow_usd`` = contributions − withdrawals − distributions.
+        pnl_usd: closing equity − opening equity − net flow.
+        twr: time-weighted return, closing NAV per unit ÷ opening − 1 (a fraction, 8
+            decimals); ``xirr``: money-weighted return, the annual XIRR of the opening
+            equity, their flows and the closing equity (``None`` when undefined).
+        valuation: how the closing position was valued (``live`` or ``last_entry``).
+        flows: the period's flows, oldest first (all ``done``).
+    """
+
+    TYPE: ClassVar[str] = "member_statement"
+    member: str
+    from_date: str
+    to_date: str
+    opening_units: Decimal
+    opening_equity_usd: Decimal
+    opening_nav_per_unit: Decimal
+    closing_units: Decimal
+    closing_equity_usd: Decimal
+    closing_nav_per_unit: Decimal
+    contributions_usd: Decimal
+    withdrawals_usd: Decimal
+    distributions_usd: Decimal
+    net_flow_usd: Decimal
+    pnl_usd: Decimal
+    twr: Decimal | None
+    xirr: Decimal | None
+    valuation: Literal["live", "last_entry"]
+    flows: tuple[FlowRecord, ...]

@@ -16,7 +16,9 @@ Flow::
 - Notifications go to a persisted outbox (:mod:`.outbox`) and are sent by one worker per
   receiver (:mod:`.delivery`): the bus never waits for a webhook.
 - Silences and acknowledgements written by the CLI are picked up within
-  ``SYNC_INTERVAL_S``.
+  ``SYNC_INTERVAL_S``; those made through the query endpoints (``alert_manager.ack``,
+  ``alert_manager.silence``, ``alert_manager.unsilence``, see :mod:`.queries`) apply at
+  once, as :meth:`AlertManagerPlugin.ack` and friends do.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ from corec.core.notices import SEVERITIES, Alert, BreakerState
 from corec.core.plugin import Plugin, PluginContext, PluginHealth
 from corec.core.store import Store
 from corec.messages.alert_data import (
+    ACK,
+    ALERTS,
+    SILENCE,
+    SILENCES,
+    UNSILENCE,
     AlertAcknowledged,
     AlertRecorded,
     NotificationAttempted,
@@ -50,6 +57,7 @@ from corec.plugins.alert_manager import records
 from corec.plugins.alert_manager.config import LOG_RECEIVER, AlertManagerConfig
 from corec.plugins.alert_manager.delivery import AttemptOutcome, Dispatcher
 from corec.plugins.alert_manager.engine import AlertEngine
+from corec.plugins.alert_manager.queries import AlertQueries
 from corec.plugins.alert_manager.receivers import resolve_receivers
 from corec.plugins.alert_manager.routing import build_route
 from corec.plugins.alert_manager.rules import RuleError, RuleSet, load_rules
@@ -118,6 +126,7 @@ class AlertManagerPlugin(Plugin):
         channels.DEAD_LETTER,
     )
     publishes = (channels.ALERT_DATA,)
+    serves = (ALERTS, ACK, SILENCE, SILENCES, UNSILENCE)
     migrations = Path(__file__).parent / "migrations"
     status_key = "alerts"
 
@@ -167,6 +176,12 @@ class AlertManagerPlugin(Plugin):
         for channel in sorted(self.rules.channels()):
             ctx.subscribe(channel, self._on_rule_event)
         ctx.spawn("timer", self._timer)
+        self.queries = AlertQueries(self)
+        ctx.serve(ALERTS, self.queries.alerts)
+        ctx.serve(ACK, self.queries.ack)
+        ctx.serve(SILENCE, self.queries.silence)
+        ctx.serve(SILENCES, self.queries.silences)
+        ctx.serve(UNSILENCE, self.queries.unsilence)
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -339,6 +354,29 @@ class AlertManagerPlugin(Plugin):
         self.engine.add_silence(silence)
         await self.ctx.publish(channels.ALERT_DATA, silence_payload(silence))
         return silence
+
+    async def unsilence(self, silence_id: str, *, by: str) -> Silence:
+        """End a silence now: stored, applied and published (ending one that has ended
+        already changes and publishes nothing and returns it as it is).
+
+        Raises:
+            KeyError: no silence has this id.
+        """
+        now_ns = self.ctx.clock.now_ns()
+        ended = await records.expire_silence(self.store, silence_id, now_ns)
+        if ended.expired_ts_ns != now_ns:
+            return ended
+        with contextlib.suppress(KeyError, ValueError):  # not known here yet: synced later
+            self.engine.expire_silence(silence_id, now_ns)
+        alert_log.info("silence_ended", silence_id=silence_id, by=by)
+        await self.ctx.publish(channels.ALERT_DATA, silence_payload(ended))
+        return ended
+
+    async def flush_alerts(self) -> None:
+        """Write the alert rows held behind now (under the tick's lock, so rows are
+        written in the order they changed)."""
+        async with self._tick_lock:
+            await self.writer.flush()
 
     def health(self) -> PluginHealth:
         return PluginHealth(

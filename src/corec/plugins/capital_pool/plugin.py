@@ -1,5 +1,7 @@
-"""capital_pool plugin: serves ``capital_pool.allocate``, settles ``trading_results``,
-marks positions from ``market_data``, publishes ``capital_data``."""
+"""capital_pool plugin: serves ``capital_pool.allocate`` and the query endpoints
+(``capital_pool.state|members|flows|contribute|withdraw|statement``, see
+:mod:`.queries`), settles ``trading_results``, marks positions from ``market_data``,
+publishes ``capital_data``."""
 
 from __future__ import annotations
 
@@ -15,7 +17,13 @@ from corec.core.store import Store
 from corec.messages.capital_data import (
     ALLOCATE,
     CLOSE_DAY,
+    CONTRIBUTE,
+    FLOWS,
+    MEMBERS,
     OPEN_ALLOCATIONS,
+    STATE,
+    STATEMENT,
+    WITHDRAW,
     AllocationRequest,
     DayCloseRequest,
     OpenAllocation,
@@ -29,6 +37,7 @@ from corec.plugins.capital_pool import repository as repo
 from corec.plugins.capital_pool.config import CapitalPoolConfig
 from corec.plugins.capital_pool.day_close import close_day
 from corec.plugins.capital_pool.ledger import Ledger, PoolFigures
+from corec.plugins.capital_pool.queries import PoolQueries
 from corec.plugins.capital_pool.service import (
     PoolService,
     check_result,
@@ -63,7 +72,17 @@ class CapitalPoolPlugin(Plugin):
     Config = CapitalPoolConfig
     consumes = (channels.MARKET_DATA, channels.TRADING_RESULTS, channels.MACRO_DATA)
     publishes = (channels.CAPITAL_DATA, channels.ALERTS)
-    serves = (ALLOCATE, OPEN_ALLOCATIONS, CLOSE_DAY)
+    serves = (
+        ALLOCATE,
+        OPEN_ALLOCATIONS,
+        CLOSE_DAY,
+        STATE,
+        MEMBERS,
+        FLOWS,
+        CONTRIBUTE,
+        WITHDRAW,
+        STATEMENT,
+    )
     migrations = Path(__file__).parent / "migrations"
     status_key = "pool"
 
@@ -88,6 +107,13 @@ class CapitalPoolPlugin(Plugin):
         ctx.serve(ALLOCATE, self._allocate)
         ctx.serve(OPEN_ALLOCATIONS, self._open_allocations)
         ctx.serve(CLOSE_DAY, self._close_day)
+        self.queries = PoolQueries(self.service)
+        ctx.serve(STATE, self.queries.state)
+        ctx.serve(MEMBERS, self.queries.members)
+        ctx.serve(FLOWS, self.queries.flows)
+        ctx.serve(CONTRIBUTE, self.queries.contribute)
+        ctx.serve(WITHDRAW, self.queries.withdraw)
+        ctx.serve(STATEMENT, self.queries.statement)
         ctx.spawn("save_marks", self._save_marks_periodically)
         if not ctx.clock.is_simulated:  # a replay expires allocations at each grant
             ctx.spawn("expire_allocations", self._expire_periodically)

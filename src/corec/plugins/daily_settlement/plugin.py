@@ -1,6 +1,8 @@
 """daily_settlement plugin: settles each day of the pool at its cut-off (and the missed
 days after downtime, in order), publishes ``settlement_data``, alerts on a day's loss
-beyond the limit. See :mod:`corec.plugins.daily_settlement.service`."""
+beyond the limit, and serves the settled days (``daily_settlement.settlements`` and
+``daily_settlement.member_settlements``, see :mod:`.queries`). See
+:mod:`corec.plugins.daily_settlement.service`."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from corec.core.events import Event, Payload
 from corec.core.plugin import Plugin, PluginContext, PluginHealth
 from corec.core.store import Store
 from corec.messages.capital_data import CLOSE_DAY, DayClose, DayCloseRequest
+from corec.messages.settlement_data import MEMBER_SETTLEMENTS, SETTLEMENTS
 from corec.plugins.daily_settlement.config import DailySettlementConfig
+from corec.plugins.daily_settlement.queries import SettlementQueries
 from corec.plugins.daily_settlement.service import SettlementService, read_history
 
 
@@ -49,6 +53,7 @@ class DailySettlementPlugin(Plugin):
     consumes = (channels.EXCHANGE_DATA,)  # a replay's clock ticks; the data is ignored
     publishes = (channels.SETTLEMENT_DATA, channels.ALERTS)
     requests = (CLOSE_DAY,)
+    serves = (SETTLEMENTS, MEMBER_SETTLEMENTS)
     migrations = Path(__file__).parent / "migrations"
     status_key = "settlement"
 
@@ -74,6 +79,9 @@ class DailySettlementPlugin(Plugin):
             ctx.store, self.config, ctx.clock, close_day, publish=publish, alert=alert
         )
         self._busy = False
+        self.queries = SettlementQueries(ctx.store)
+        ctx.serve(SETTLEMENTS, self.queries.settlements)
+        ctx.serve(MEMBER_SETTLEMENTS, self.queries.member_settlements)
         await self._settle_due()  # the days missed while the node was down, in order
         if ctx.clock.is_simulated:
             ctx.subscribe(channels.EXCHANGE_DATA, self._on_tick)
