@@ -33,6 +33,7 @@ def demo_config(tmp_path: Path, recording: Path, **node: Any) -> Path:
     data = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
     data["node"].update({"data_dir": str(tmp_path / "var"), **node})
     data["exchange_sync"]["replay"]["path"] = str(recording)
+    data["api"]["port"] = 0  # any free port: never the user's 8000
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path

@@ -24,6 +24,7 @@ def corec(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m corec ARGS`` in ``cwd``; never raises on a non-zero exit."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("COREC")}
+    full_env["COREC__API__PORT"] = "0"  # never the user's 8000
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "corec", *args],
