@@ -52,7 +52,9 @@ STREAM_OF_CHANNEL: Final = {channel: stream for stream, channel in STREAMS.items
 POOL_PUBLIC_TYPES: Final = frozenset({"pool_state", "phase_changed"})
 """``capital_data`` types without personal data (the pool's own figures)."""
 
-ALERT_TYPES: Final = frozenset({"alert_recorded", "alert_acknowledged", "silence_changed"})
+ALERT_TYPES: Final = frozenset(
+    {"alert_recorded", "alert_expired", "alert_acknowledged", "silence_changed"}
+)
 
 CLOSE_TOO_SLOW: Final = 4008
 CLOSE_UNAUTHORIZED: Final = 4401

@@ -65,6 +65,18 @@ class NotificationAttempted(Payload, frozen=True, kw_only=True):
     duration_ms: Decimal = Decimal(0)
 
 
+class AlertExpired(Payload, frozen=True, kw_only=True):
+    """A one-off firing lapsed: nothing repeated it for ``resolve_timeout_s`` (stored as
+    state ``expired``; no resolved notification is sent). ``ends_ts_ns``: when (node clock)."""
+
+    TYPE: ClassVar[str] = "alert_expired"
+    alert_id: str
+    fingerprint: str
+    name: str
+    severity: Severity
+    ends_ts_ns: int
+
+
 class AlertAcknowledged(Payload, frozen=True, kw_only=True):
     """A person acknowledged an alert: it is no longer re-notified while it fires."""
 

@@ -25,7 +25,12 @@ from corec.core.events import Payload, make_event
 from corec.core.notices import Alert, DeadLetter, Severity
 from corec.core.nucleus import Node
 from corec.core.registry import discover_plugins
-from corec.messages.alert_data import AlertRecorded, NotificationAttempted, SilenceChanged
+from corec.messages.alert_data import (
+    AlertExpired,
+    AlertRecorded,
+    NotificationAttempted,
+    SilenceChanged,
+)
 from corec.messages.capital_data import WithdrawalRecorded
 from corec.messages.exchange_data import Ticker, TickerBatch
 from corec.messages.trading_results import TradeClosed
@@ -403,8 +408,11 @@ async def test_a_resolvable_alert_does_not_expire_a_plain_one_does(
         assert rows["trade_loss"]["state"] == "expired"
         assert rows["trade_loss"]["ends_ts_ns"] == T0 + 61 * S
         assert rows["price_move"]["state"] == "firing"
-        # an expiry is silent: no AlertRecorded for it
+        # an expiry is not notified and is no AlertRecorded; it is an AlertExpired
         assert [r.state for r in recorded(rec)] == ["firing"] * 3
+        [expired] = rec.payloads(AlertExpired)
+        assert (expired.name, expired.ends_ts_ns) == ("trade_loss", T0 + 61 * S)
+        assert expired.alert_id == rows["trade_loss"]["alert_id"]
 
 
 async def test_an_expired_alert_comes_back_as_a_new_firing(make_config: MakeConfig) -> None:

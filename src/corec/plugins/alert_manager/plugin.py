@@ -48,6 +48,7 @@ from corec.messages.alert_data import (
     SILENCES,
     UNSILENCE,
     AlertAcknowledged,
+    AlertExpired,
     AlertRecorded,
     NotificationAttempted,
     SilenceChanged,
@@ -253,6 +254,17 @@ class AlertManagerPlugin(Plugin):
             for instance in self.engine.expire(now_ns):
                 ended = replace(instance, ends_ts_ns=now_ns)  # expired at now_ns
                 self.writer.record(records.alert_row(ended, "expired", None), new=False)
+                await self.ctx.publish(
+                    channels.ALERT_DATA,
+                    AlertExpired(
+                        alert_id=instance.alert_id,
+                        fingerprint=instance.fingerprint,
+                        name=instance.name,
+                        severity=instance.severity,
+                        ends_ts_ns=now_ns,
+                    ),
+                    key=instance.alert_id,
+                )
             for note in self.engine.flush(now_ns):
                 self.notifications += 1
                 await self.dispatcher.enqueue(note)

@@ -793,6 +793,15 @@ function handleEvent(msg) {
     case "alert_recorded":
       upsertAlert(p, msg.ts_ns);
       break;
+    case "alert_expired": {
+      const a = state.alerts.get(p.alert_id);
+      if (a) {
+        a.state = "expired";
+        a.ends_ts_ns = p.ends_ts_ns;
+        renderAlerts();
+      }
+      break;
+    }
     case "alert_acknowledged": {
       const a = state.alerts.get(p.alert_id);
       if (a) {
