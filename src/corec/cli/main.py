@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from corec.cli import alerts, db, members, pool, settlement
+from corec.cli import alerts, db, members, pool, settlement, users
 from corec.cli.market import exchanges, prices
 from corec.cli.run import run
 from corec.cli.status import status
@@ -26,6 +26,7 @@ app.add_typer(members.app, name="members")
 app.add_typer(settlement.app, name="settlement")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(db.app, name="db")
+app.add_typer(users.app, name="users")
 
 
 def main() -> None:
