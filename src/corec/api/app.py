@@ -17,9 +17,11 @@ from typing import Any
 
 import msgspec
 from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corec.api import deps
 from corec.api.config import ApiConfig
@@ -119,6 +121,15 @@ def create_app(
             content = {"detail": refusal.message, "code": refusal.code}
         return JSONResponse(content, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # a body that cannot be read at all: a bad body, 422
+            return JSONResponse(
+                {"detail": [{"loc": ["body"], "msg": str(exc.detail), "type": "body_unreadable"}]},
+                status_code=422,
+            )
+        return await http_exception_handler(request, exc)
+
     @app.get("/health", response_model=Health, tags=["system"])
     async def health() -> Any:
         """Liveness, without a token (for load balancers and `curl`)."""
@@ -135,6 +146,7 @@ def create_app(
             },
             401: ERROR_RESPONSES[401],
         },
+        openapi_extra=None if settings.metrics_public else {"security": [{"HTTPBearer": []}]},
     )
     async def metrics_route(request: Request) -> Response:
         """Prometheus metrics (see :mod:`corec.api.metrics`); a token unless
@@ -186,7 +198,13 @@ async def stream_client(websocket: WebSocket, gateway: Gateway, hub: Hub, queue_
     sender = asyncio.create_task(_send(websocket, client))
     try:
         while True:
-            text = await websocket.receive_text()
+            frame = await websocket.receive()
+            if frame["type"] == "websocket.disconnect":
+                break
+            text = frame.get("text")
+            if text is None:
+                client.offer(_error("send commands as JSON text frames, not binary"))
+                continue
             try:
                 op, streams = parse_command(text)
             except ValueError as exc:

@@ -16,7 +16,8 @@ Streams and the channels behind them: ``prices`` â† ``market_data``; ``pool`` â
 breakers).
 
 Filtering: a ``viewer`` gets from ``pool`` only the pool's own figures (no member's
-flows); a ``member`` gets those plus their own flows; an ``admin`` everything.
+flows); a ``member`` gets those plus their own flows; an ``admin`` everything. Users'
+changes on ``system`` (who has which role) go to admins only.
 
 Backpressure: the bus handler never waits on a client. Each event is encoded once and
 put on every interested client's bounded queue (``ws_queue_size``); a client whose
@@ -56,6 +57,9 @@ ALERT_TYPES: Final = frozenset(
     {"alert_recorded", "alert_expired", "alert_acknowledged", "silence_changed"}
 )
 
+ADMIN_ONLY_SYSTEM_TYPES: Final = frozenset({"user_changed"})
+"""``system`` types only admins see (who has which role)."""
+
 CLOSE_TOO_SLOW: Final = 4008
 CLOSE_UNAUTHORIZED: Final = 4401
 
@@ -71,6 +75,8 @@ def visible(principal: Principal, event: Event) -> bool:
         return principal.role == "member" and member is not None and member == principal.member
     if event.channel == channels.ALERT_DATA:
         return event.type in ALERT_TYPES
+    if event.channel == channels.SYSTEM and event.type in ADMIN_ONLY_SYSTEM_TYPES:
+        return principal.role == "admin"
     return True
 
 

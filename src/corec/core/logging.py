@@ -67,13 +67,20 @@ def _redact(value: Any) -> Any:
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):[^@/\s]+@")
 
 
+def _is_secret_setting(key: Any) -> bool:
+    # A setting holds a secret when its name ends with a marker (``smtp_password``,
+    # ``api_key``); ``access_token_ttl_s`` or ``min_password_chars`` only describe one.
+    lowered = str(key).lower()
+    return any(lowered.endswith(marker) for marker in _SECRET_MARKERS)
+
+
 def redact(value: Any) -> Any:
     """A copy of ``value`` (dicts, lists, strings) fit to show a person: fields whose
-    name looks secret (password, secret, token, api_key, passphrase, webhook) become
+    name ends like a secret (password, secret, token, api_key, passphrase, webhook) become
     ``***``, registered secret values are masked, and URL passwords
     (``postgresql://user:pw@host``) become ``***``. Used for ``GET /api/v1/system/config``."""
     if isinstance(value, dict):
-        return {k: "***" if _is_secret(k) else redact(v) for k, v in value.items()}
+        return {k: "***" if _is_secret_setting(k) else redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
     if isinstance(value, str):

@@ -15,6 +15,7 @@ from corec.messages import (
     settlement_data,
     system,
     trading_results,
+    user_data,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "settlement_data",
     "system",
     "trading_results",
+    "user_data",
 ]

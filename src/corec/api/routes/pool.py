@@ -259,7 +259,15 @@ class WithdrawalResult(ApiModel):
     queued: model_of(capital_data.WithdrawalQueued) | None = None  # type: ignore[valid-type]
 
 
-@router.post("/withdrawals", status_code=201, response_model=WithdrawalResult)
+@router.post(
+    "/withdrawals",
+    status_code=201,
+    response_model=WithdrawalResult,
+    responses={
+        201: {"description": "paid now at NAV per unit"},
+        202: {"model": WithdrawalResult, "description": "queued until cash comes back"},
+    },
+)
 async def withdraw(
     body: FlowBody,
     principal: Caller,
