@@ -61,3 +61,20 @@ def page(rows: Sequence[T], limit: int, offset: int) -> tuple[int, tuple[T, ...]
     if offset < 0:
         raise ValueError(f"offset must be >= 0, got {offset}")
     return len(rows), tuple(rows[offset : offset + limit])
+
+
+def paging_refusal(limit: object, offset: object) -> Refused | None:
+    """``Refused(invalid)`` naming ``limit`` or ``offset`` when either is out of range
+    (``limit`` 1..:data:`MAX_PAGE_LIMIT`, ``offset`` ≥ 0, both integers, not booleans),
+    else ``None``: the first check of every list responder."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
+        return Refused(
+            code="invalid",
+            message=f"limit must be between 1 and {MAX_PAGE_LIMIT}, got {limit!r}",
+            field="limit",
+        )
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        return Refused(
+            code="invalid", message=f"offset must be >= 0, got {offset!r}", field="offset"
+        )
+    return None

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, func, select
 from corec.core.clock import NS_PER_S
 from corec.core.events import Payload
 from corec.core.notices import SEVERITIES
-from corec.core.queries import MAX_PAGE_LIMIT, Refused, page
+from corec.core.queries import Refused, page, paging_refusal
 from corec.messages.alert_data import (
     AckRequest,
     AlertAcknowledged,
@@ -44,20 +44,6 @@ STATES: tuple[str, ...] = get_args(StoredAlertState)
 MAX_NAME_LENGTH = 64
 """Longest ``by`` / ``created_by`` stored (the tables' columns)."""
 _TS_MAX = 2**63 - 1
-
-
-def _paging(limit: Any, offset: Any) -> Refused | None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
-        return Refused(
-            code="invalid",
-            message=f"limit must be between 1 and {MAX_PAGE_LIMIT}, got {limit!r}",
-            field="limit",
-        )
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        return Refused(
-            code="invalid", message=f"offset must be >= 0, got {offset!r}", field="offset"
-        )
-    return None
 
 
 def _text(value: Any, field: str, max_length: int | None = None) -> Refused | None:
@@ -153,7 +139,7 @@ class AlertQueries:
         ``Refused(invalid)`` for a bad ``severity`` or ``state``."""
         _expect(payload, AlertsRequest, "alert_manager.alerts")
         assert isinstance(payload, AlertsRequest)
-        if (refused := _paging(payload.limit, payload.offset)) is not None:
+        if (refused := paging_refusal(payload.limit, payload.offset)) is not None:
             return refused
         if payload.severity is not None and payload.severity not in SEVERITIES:
             return Refused(
@@ -254,7 +240,7 @@ class AlertQueries:
 
         _expect(payload, SilencesRequest, "alert_manager.silences")
         assert isinstance(payload, SilencesRequest)
-        if (refused := _paging(payload.limit, payload.offset)) is not None:
+        if (refused := paging_refusal(payload.limit, payload.offset)) is not None:
             return refused
         now_ns = None if payload.include_expired else self.plugin.ctx.clock.now_ns()
         found = await records.load_silences(self.plugin.store, now_ns=now_ns)

@@ -23,7 +23,7 @@ from corec.core import money
 from corec.core.clock import utc_date
 from corec.core.errors import InvalidInput
 from corec.core.events import Payload
-from corec.core.queries import MAX_PAGE_LIMIT, Refused, page
+from corec.core.queries import Refused, page, paging_refusal
 from corec.messages.capital_data import (
     ContributeRequest,
     ContributionRecorded,
@@ -249,18 +249,6 @@ def statement_payload(s: Statement) -> MemberStatement:
 
 
 # -- the responders ------------------------------------------------------------------------
-def _paging(limit: Any, offset: Any) -> Refused | None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
-        return Refused(
-            code="invalid",
-            message=f"limit must be between 1 and {MAX_PAGE_LIMIT}, got {limit!r}",
-            field="limit",
-        )
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        return Refused(
-            code="invalid", message=f"offset must be >= 0, got {offset!r}", field="offset"
-        )
-    return None
 
 
 def _parse_date(value: Any, field: str) -> date | Refused | None:
@@ -320,7 +308,7 @@ class PoolQueries:
         ``Refused(not_found, member)`` for an unknown ``member``."""
         _expect(payload, MembersRequest, "capital_pool.members")
         assert isinstance(payload, MembersRequest)
-        if (refused := _paging(payload.limit, payload.offset)) is not None:
+        if (refused := paging_refusal(payload.limit, payload.offset)) is not None:
             return refused
         if payload.member is not None and not await self._is_member(payload.member):
             return _unknown_member(payload.member)
@@ -333,7 +321,7 @@ class PoolQueries:
         ``Refused`` (``invalid``: ``kind`` or a time range; ``not_found``: ``member``)."""
         _expect(payload, FlowsRequest, "capital_pool.flows")
         assert isinstance(payload, FlowsRequest)
-        if (refused := _paging(payload.limit, payload.offset)) is not None:
+        if (refused := paging_refusal(payload.limit, payload.offset)) is not None:
             return refused
         if payload.kind is not None and payload.kind not in FLOW_KINDS:
             return Refused(

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from corec.core.events import Payload
-from corec.core.queries import MAX_PAGE_LIMIT, Refused
+from corec.core.queries import Refused, paging_refusal
 from corec.messages.settlement_data import (
     MemberSettlementRow,
     MemberSettlementsPage,
@@ -30,20 +30,6 @@ from corec.plugins.daily_settlement.service import _as_published
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 HUNDRED = 100
-
-
-def _paging(limit: Any, offset: Any) -> Refused | None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
-        return Refused(
-            code="invalid",
-            message=f"limit must be between 1 and {MAX_PAGE_LIMIT}, got {limit!r}",
-            field="limit",
-        )
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        return Refused(
-            code="invalid", message=f"offset must be >= 0, got {offset!r}", field="offset"
-        )
-    return None
 
 
 def _dates(from_date: Any, to_date: Any) -> tuple[str | None, str | None] | Refused:
@@ -182,7 +168,7 @@ class SettlementQueries:
         :class:`SettlementsPage` (newest first), or ``Refused(invalid)`` for a date."""
         _expect(payload, SettlementsRequest, "daily_settlement.settlements")
         assert isinstance(payload, SettlementsRequest)
-        if (refused := _paging(payload.limit, payload.offset)) is not None:
+        if (refused := paging_refusal(payload.limit, payload.offset)) is not None:
             return refused
         bounds = _dates(payload.from_date, payload.to_date)
         if isinstance(bounds, Refused):
@@ -197,7 +183,7 @@ class SettlementQueries:
         :class:`MemberSettlementsPage`, or ``Refused(invalid)`` for a date."""
         _expect(payload, MemberSettlementsRequest, "daily_settlement.member_settlements")
         assert isinstance(payload, MemberSettlementsRequest)
-        if (refused := _paging(payload.limit, payload.offset)) is not None:
+        if (refused := paging_refusal(payload.limit, payload.offset)) is not None:
             return refused
         if payload.member is not None and (
             not isinstance(payload.member, str) or not payload.member

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final, get_args
 from sqlalchemy import Connection, func, select
 
 from corec.core.errors import CircuitOpenError, ExchangeError
-from corec.core.queries import MAX_PAGE_LIMIT, Refused, page
+from corec.core.queries import Refused, page, paging_refusal
 from corec.core.store import Store
 from corec.messages.exchange_data import (
     BookLevel,
@@ -44,21 +44,6 @@ MAX_BOOK_DEPTH: Final = 100
 """Deepest order book served (levels per side)."""
 
 _MARKETS: tuple[str, ...] = get_args(Market)
-
-
-def paging_refusal(limit: int, offset: int) -> Refused | None:
-    """``Refused(invalid)`` naming ``limit`` or ``offset`` when out of range, else None."""
-    if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
-        return Refused(
-            code="invalid",
-            message=f"limit must be between 1 and {MAX_PAGE_LIMIT}, got {limit!r}",
-            field="limit",
-        )
-    if not isinstance(offset, int) or offset < 0:
-        return Refused(
-            code="invalid", message=f"offset must be >= 0, got {offset!r}", field="offset"
-        )
-    return None
 
 
 def market_refusal(market: object, *, optional: bool) -> Refused | None:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from corec.core import money
-from corec.core.queries import MAX_PAGE_LIMIT, Refused, page
+from corec.core.queries import Refused, page, paging_refusal
 from corec.core.store import Store
 from corec.messages.trading_results import (
     PositionRow,
@@ -29,21 +29,6 @@ from corec.plugins.trading_execution import models as m
 
 Mark = tuple[Decimal, int]
 """(price, exchange_ts_ns) of an instrument's latest ``MarketSnapshot``."""
-
-
-def paging_refusal(limit: int, offset: int) -> Refused | None:
-    """``Refused(invalid)`` naming ``limit`` or ``offset`` when out of range, else None."""
-    if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
-        return Refused(
-            code="invalid",
-            message=f"limit must be between 1 and {MAX_PAGE_LIMIT}, got {limit!r}",
-            field="limit",
-        )
-    if not isinstance(offset, int) or offset < 0:
-        return Refused(
-            code="invalid", message=f"offset must be >= 0, got {offset!r}", field="offset"
-        )
-    return None
 
 
 def position_row(row: Mapping[str, Any], mark: Mark | None) -> PositionRow:
