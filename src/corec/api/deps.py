@@ -26,7 +26,7 @@ bearer = HTTPBearer(auto_error=False, description="An API token or a login acces
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 
 
-def gateway(request: Request) -> Gateway:
+async def gateway(request: Request) -> Gateway:
     """The app's :class:`Gateway` (set by :func:`corec.api.app.create_app`)."""
     return request.app.state.gateway  # type: ignore[no-any-return]
 
@@ -57,7 +57,7 @@ async def current_principal(
 ) -> user_data.Principal:
     """The caller (401 without a valid bearer token)."""
     token = credentials.credentials if credentials is not None else None
-    return await authenticate(gateway(request), token)
+    return await authenticate(request.app.state.gateway, token)
 
 
 Caller = Annotated[user_data.Principal, Depends(current_principal)]
