@@ -774,3 +774,19 @@ async def test_read_status_counts_by_severity_and_firing(make_config: MakeConfig
         "firing": 0,
         "notifications_pending": 0,
     }
+
+
+async def test_labels_named_like_log_fields_are_recorded(make_config: MakeConfig) -> None:
+    # capital_pool's macro_risk carries a label "state"; it used to clash with the log
+    # call's own "state" and send the alert to dead_letter instead of alert_data.
+    config = manager_config(make_config)
+    async with started_node(config, channels.ALERT_DATA, channels.DEAD_LETTER) as (node, rec):
+        labelled = Alert(
+            name="macro_risk",
+            message="VIX above 20",
+            severity="medium",
+            labels={"state": "high_vix", "severity": "x", "alert": "y", "source": "z"},
+        )
+        await send(node, channels.ALERTS, labelled, at_ns=T0)
+        assert [(r.name, r.labels["state"]) for r in recorded(rec)] == [("macro_risk", "high_vix")]
+        assert rec.payloads(channel=channels.DEAD_LETTER) == []

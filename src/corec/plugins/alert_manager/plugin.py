@@ -226,7 +226,9 @@ class AlertManagerPlugin(Plugin):
                 state=state,
                 source=source,
                 muted_by=got.muted_by,
-                **instance.labels,
+                # labels nested: a label may be named like a field above (macro_risk's
+                # ``state``), and a clash would make the log call raise
+                labels=dict(instance.labels),
             )
         self.muted += int(got.muted_by is not None)
         recorded = AlertRecorded(
