@@ -362,6 +362,7 @@ def test_sigterm_mid_replay_keeps_trading_and_the_pool_in_step(tmp_path: Path) -
     data["exchange_sync"]["replay"]["path"] = str(recording)
     config = str(write_config(tmp_path, data))
     env = {k: v for k, v in os.environ.items() if not k.startswith("COREC")}
+    env["COREC__API__PORT"] = "0"  # never the user's 8000
     bars = 0
     log = tmp_path / "var" / "corec.log"
     for delay_s in (0.4, 1.2, 0.8):

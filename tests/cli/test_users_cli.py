@@ -60,6 +60,7 @@ def cli(tmp_path: Path, *args: str, stdin: str | None = None) -> Result:
 def users(tmp_path: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m corec users ARGS --config corec.yaml`` in ``tmp_path``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COREC")}
+    env["COREC__API__PORT"] = "0"  # never the user's 8000
     return subprocess.run(
         [sys.executable, "-m", "corec", "users", *args, "--config", str(tmp_path / "corec.yaml")],
         cwd=tmp_path,

@@ -182,6 +182,7 @@ async def corec_cli(*args: str, cwd: Path) -> tuple[int, str, str]:
     """Run ``python -m corec ARGS`` without blocking the loop (the loopback exchanges
     live in this process and must keep answering); ``(exit code, stdout, stderr)``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COREC")}
+    env["COREC__API__PORT"] = "0"  # never the user's 8000
     env["PYTHONPATH"] = str(ROOT)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
