@@ -48,7 +48,7 @@ class Gateway:
         timeout_s: how long to wait for a reply.
     """
 
-    def __init__(self, bus: Bus, timeout_s: float) -> None:
+    def __init__(self, bus: Bus, timeout_s: int) -> None:
         self.bus = bus
         self.timeout_s = timeout_s
 

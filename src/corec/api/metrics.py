@@ -121,7 +121,7 @@ class Metrics:
         timeout_s: how long a scrape waits for each plugin's figures.
     """
 
-    def __init__(self, bus: Bus, timeout_s: float = 2.0) -> None:
+    def __init__(self, bus: Bus, timeout_s: int = 2) -> None:
         self.bus = bus
         self.timeout_s = timeout_s
         self.registry = CollectorRegistry(auto_describe=True)
