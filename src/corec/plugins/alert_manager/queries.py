@@ -99,23 +99,11 @@ async def read_alerts(
     """``(total, page)`` of stored alerts matching the filters, newest first (by first
     receipt, then id: the order of :func:`records.list_alerts`)."""
     a = m.alerts
-    conditions = []
-    if severity is not None:
-        conditions.append(a.c.severity == severity)
-    if state is not None:
-        conditions.append(a.c.state == state)
-    if name_prefix:
-        conditions.append(a.c.name.startswith(name_prefix, autoescape=True))  # '_' is literal
-    if acked is not None:
-        conditions.append(a.c.acked_ts_ns.is_not(None) if acked else a.c.acked_ts_ns.is_(None))
-    count = select(func.count()).select_from(a).where(*conditions)
-    rows = (
-        select(a)
-        .where(*conditions)
-        .order_by(a.c.first_ts_ns.desc(), a.c.alert_id.desc())
-        .limit(limit)
-        .offset(offset)
+    conditions = records.alerts_filter(
+        severity=severity, state=state, name_prefix=name_prefix, acked=acked
     )
+    count = select(func.count()).select_from(a).where(*conditions)
+    rows = select(a).where(*conditions).order_by(*records.NEWEST_FIRST).limit(limit).offset(offset)
 
     def read(conn: Connection) -> tuple[int, list[AlertRow]]:
         total = int(conn.execute(count).scalar_one())

@@ -154,6 +154,33 @@ async def firing_rows(store: Store) -> list[dict[str, Any]]:
     return [dict(r) for r in await store.read(lambda c: c.execute(query).mappings().all())]
 
 
+def alerts_filter(
+    *,
+    severity: str | None = None,
+    state: str | None = None,
+    name_prefix: str | None = None,
+    acked: bool | None = None,
+) -> list[Any]:
+    """The WHERE conditions on ``alerts`` for these filters (``name_prefix`` literal:
+    ``_`` matches only ``_``; ``acked`` True/False: acknowledged or not). The one
+    filter of the CLI's and the API's listings."""
+    a = m.alerts
+    conditions: list[Any] = []
+    if severity is not None:
+        conditions.append(a.c.severity == severity)
+    if state is not None:
+        conditions.append(a.c.state == state)
+    if name_prefix:
+        conditions.append(a.c.name.startswith(name_prefix, autoescape=True))
+    if acked is not None:
+        conditions.append(a.c.acked_ts_ns.is_not(None) if acked else a.c.acked_ts_ns.is_(None))
+    return conditions
+
+
+NEWEST_FIRST = (m.alerts.c.first_ts_ns.desc(), m.alerts.c.alert_id.desc())
+"""The order of every alert listing: newest first receipt, then id."""
+
+
 async def list_alerts(
     store: Store,
     *,
@@ -164,12 +191,13 @@ async def list_alerts(
 ) -> list[dict[str, Any]]:
     """Stored alerts, newest first; optionally of one severity and/or state
     (``firing``, ``resolved``, ``expired``). Each row has ``labels`` decoded."""
-    query = select(m.alerts).order_by(m.alerts.c.first_ts_ns.desc(), m.alerts.c.alert_id.desc())
-    if severity is not None:
-        query = query.where(m.alerts.c.severity == severity)
-    if state is not None:
-        query = query.where(m.alerts.c.state == state)
-    query = query.limit(limit).offset(offset)
+    query = (
+        select(m.alerts)
+        .where(*alerts_filter(severity=severity, state=state))
+        .order_by(*NEWEST_FIRST)
+        .limit(limit)
+        .offset(offset)
+    )
     rows = await store.read(lambda conn: conn.execute(query).mappings().all())
     return [{**dict(r), "labels": json.loads(r["labels_json"])} for r in rows]
 
