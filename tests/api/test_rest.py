@@ -463,6 +463,9 @@ async def test_trading_market_settlements_alerts_and_metrics_after_the_replay(
 
 async def test_mode_events_status_config_and_errors(sqlite_stack: Stack) -> None:
     stack = sqlite_stack
+    # The node runs on the replay clock: while bars stream in, a 600 s silence can lapse
+    # in replay time before the next alert. With the replay over, the clock stands still.
+    await stack.wait_replayed()
     admin, vic = stack.client("root"), stack.client("vic")
 
     assert (await vic.get("/api/v1/system/mode")).json() == {

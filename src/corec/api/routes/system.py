@@ -28,6 +28,9 @@ router = APIRouter(tags=["system"])
 NodeStatusModel = model_of(NodeStatus)
 ModeChangedModel = model_of(ModeChanged)
 
+ChannelName = Literal[tuple(sorted(channels.ALL))]  # type: ignore[valid-type]
+"""A channel's name: the ones :mod:`corec.core.channels` spells (422 for any other)."""
+
 PUBLIC_CHANNELS = frozenset({channels.MARKET_DATA, channels.ALERT_DATA, channels.SYSTEM})
 """Channels whose recent events every role may read (no personal data on them)."""
 
@@ -115,18 +118,7 @@ async def recent_events(
     principal: Caller,
     request: Request,
     channel: Annotated[
-        Literal[
-            "exchange_data",
-            "market_data",
-            "macro_data",
-            "capital_data",
-            "trading_results",
-            "settlement_data",
-            "alerts",
-            "alert_data",
-            "system",
-            "dead_letter",
-        ],
+        ChannelName,  # type: ignore[valid-type]
         Path(description="a channel (DESIGN.md, Channels)"),
     ],
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
